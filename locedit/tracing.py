@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -70,6 +71,30 @@ class TraceResult:
     def high(self) -> float:
         """max(clean, max restored), the reference code's ``orig_pred_prob``."""
         return float(max(self.clean, self.scores.max()))
+
+    def to_frame(self, case_id: int, **columns) -> pd.DataFrame:
+        """Long table, one row per (token, layer); extra ``columns`` are added as constants."""
+        n_tokens, n_layers = self.scores.shape
+        frame = pd.DataFrame(
+            {
+                "case_id": case_id,
+                "token_idx": np.repeat(np.arange(n_tokens), n_layers),
+                "token": np.repeat(self.tokens, n_layers),
+                "layer": np.tile(np.arange(n_layers), n_tokens),
+                "restored_prob": self.scores.reshape(-1),
+                "low": self.low,
+                "clean": self.clean,
+                "high": self.high,
+                "subject_start": self.subject_range[0],
+                "subject_end": self.subject_range[1],
+                "first_traced": self.first_traced,
+                "kind": self.kind,
+                "window": self.window,
+            }
+        )
+        for key, value in columns.items():
+            frame[key] = value
+        return frame
 
 
 @dataclass

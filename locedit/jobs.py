@@ -1,0 +1,59 @@
+"""What every workflow script does around its real work: log to the rule's log file, set threads,
+load the model named by the config.
+
+A script under ``workflow/scripts/`` reads::
+
+    from locedit.jobs import job
+
+    with job(snakemake) as cfg:                       # stdout/stderr go to snakemake.log[0]
+        model, tok = job_model(snakemake.input.model, cfg)
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import traceback
+from typing import Any, Iterator
+
+import torch
+
+from .models import load_model
+
+log = logging.getLogger("locedit")
+
+
+@contextlib.contextmanager
+def job(smk: Any) -> Iterator[dict[str, Any]]:
+    """Redirect output to the rule's log, set torch threads, and log the wall time or the error."""
+    log_path = smk.log[0] if len(smk.log) else None
+    stream = open(log_path, "a", buffering=1) if log_path else sys.stderr
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = stream
+    logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    threads = smk.config.get("model", {}).get("threads") or smk.threads
+    torch.set_num_threads(max(1, int(threads)))
+    start = time.time()
+    try:
+        yield smk.config
+        log.info("done in %.1f s", time.time() - start)
+    except BaseException:
+        traceback.print_exc(file=stream)
+        raise
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+        if stream is not sys.stderr and stream is not old_err:
+            stream.close()
+
+
+def job_model(model_dir: str, cfg: dict[str, Any]):
+    """The model and tokenizer from ``model_dir`` with the config's dtype and device."""
+    m = cfg["model"]
+    start = time.time()
+    model, tok = load_model(model_dir, m.get("dtype", "float32"), m.get("device", "auto"))
+    log.info("loaded %s (%s, %s) in %.1f s", m["name"], m.get("dtype"), next(model.parameters()).device,
+             time.time() - start)
+    return model, tok

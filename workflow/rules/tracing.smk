@@ -1,0 +1,55 @@
+# Causal tracing: one long table per (kind, window), and heatmaps of the first cases.
+
+
+def tracing_tables():
+    return expand(
+        f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
+        kind=config["tracing"]["kinds"],
+        window=config["tracing"]["windows"],
+    )
+
+
+def tracing_heatmaps():
+    return expand(
+        f"{RUN}/tracing/heatmaps/{{kind}}_w{{window}}",
+        kind=config["tracing"]["kinds"],
+        window=config["tracing"]["windows"],
+    )
+
+
+rule trace:
+    input:
+        model=MODEL_DIR,
+        cases=rules.select_cases.output[0],
+        correctness=rules.check_correctness.output[0],
+        noise=rules.noise_level.output[0],
+    output:
+        f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
+    params:
+        tracing=config["tracing"],
+        partial=lambda wc: f"{RUN}/.partial/trace_{wc.kind}_w{wc.window}",
+    wildcard_constraints:
+        kind="hidden|mlp|attn",
+        window=r"\d+",
+    threads: 2
+    log:
+        f"{LOGS}/trace_{{kind}}_w{{window}}.log",
+    benchmark:
+        f"{BENCH}/trace_{{kind}}_w{{window}}.tsv"
+    script:
+        "../scripts/trace.py"
+
+
+rule trace_heatmaps:
+    input:
+        rules.trace.output[0],
+    output:
+        directory(f"{RUN}/tracing/heatmaps/{{kind}}_w{{window}}"),
+    params:
+        cases=config["tracing"]["heatmap_cases"],
+    log:
+        f"{LOGS}/trace_heatmaps_{{kind}}_w{{window}}.log",
+    benchmark:
+        f"{BENCH}/trace_heatmaps_{{kind}}_w{{window}}.tsv"
+    script:
+        "../scripts/trace_heatmaps.py"

@@ -1,0 +1,21 @@
+"""Rule noise_level: σ for subject noise, 3 × std of the knowns' subject embeddings or a constant."""
+import logging
+
+from locedit.data import load_knowns
+from locedit.io import write_json
+from locedit.jobs import job, job_model
+from locedit.noise import embedding_std
+
+with job(snakemake) as cfg:
+    opts = snakemake.params.noise
+    if opts["rule"] == "constant":
+        record = {"rule": "constant", "sigma": float(opts["value"])}
+    else:
+        model, tok = job_model(snakemake.input.model, cfg)
+        subjects = [k["subject"] for k in load_knowns()]
+        std = embedding_std(model, tok, subjects)
+        record = {"rule": "s3", "factor": opts["factor"], "std": std, "sigma": opts["factor"] * std,
+                  "n_subjects": len(subjects), "source": "known_1000 subjects, embedding-layer output"}
+    record["model"] = cfg["model"]["name"]
+    logging.info("noise level: %s", record)
+    write_json(record, snakemake.output[0])
