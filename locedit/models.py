@@ -114,7 +114,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         attn_template="gpt_neox.layers.{}.attention",
         down_proj_template="gpt_neox.layers.{}.mlp.dense_4h_to_h",
         final_norm="gpt_neox.final_layer_norm",
-        unembedding="embed_out",
+        unembedding="lm_head",
     ),
     "llama": _llama_like("llama"),
     "qwen2": _llama_like("qwen2"),

@@ -47,39 +47,46 @@ def token_strings(tok, ids: list[int]) -> list[str]:
     return [tok.decode([i]) for i in ids]
 
 
-def _normalize(text: str) -> str:
-    """ASCII-fold and drop spaces before punctuation (the reference's fallback match)."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    for p in ".,!":
-        text = text.replace(" " + p, p)
-    return text
+def _folded(text: str) -> tuple[str, list[int]]:
+    """ASCII-fold ``text`` and drop spaces before ``. , !`` (the reference's fallback match).
+
+    Returns the folded string and, for each of its characters, the index it came from.
+    """
+    chars, origin = [], []
+    for i, c in enumerate(text):
+        for f in unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode():
+            chars.append(f)
+            origin.append(i)
+    keep = [k for k in range(len(chars)) if not (chars[k] == " " and k + 1 < len(chars) and chars[k + 1] in ".,!")]
+    return "".join(chars[k] for k in keep), [origin[k] for k in keep]
+
+
+def subject_span(prompt: str, subject: str) -> tuple[int, int] | None:
+    """Character span of the first occurrence of ``subject`` in ``prompt``, exact or ASCII-folded."""
+    if subject and (start := prompt.find(subject)) >= 0:
+        return start, start + len(subject)
+    folded_prompt, origin = _folded(prompt)
+    folded_subject, _ = _folded(subject)
+    if folded_subject and (start := folded_prompt.find(folded_subject)) >= 0:
+        return origin[start], origin[start + len(folded_subject) - 1] + 1
+    return None
 
 
 def subject_range(tok, prompt: str, subject: str) -> tuple[int, int]:
     """Token range ``[start, end)`` of the first occurrence of ``subject`` in the encoded ``prompt``.
 
-    The decoded pieces of the prompt's tokens are concatenated and the subject is found by
-    character position, so special tokens (Gemma's BOS) shift the range as they should.
+    ``start`` is the first token ending after the subject's first character and ``end`` follows
+    the first token reaching its last one (the reference's rule), read from the tokenizer's
+    character offsets, so special tokens (Gemma's BOS) shift the range as they should.
     """
-    ids = tok(prompt)["input_ids"]
-    pieces = token_strings(tok, ids)
-    for fold in (lambda s: s, _normalize):
-        whole = "".join(fold(p) for p in pieces)
-        char_start = whole.find(fold(subject))
-        if char_start >= 0 and fold(subject):
-            char_end = char_start + len(fold(subject))
-            break
-    else:
+    span = subject_span(prompt, subject)
+    if span is None:
         raise ValueError(f"subject {subject!r} not found in the tokens of prompt {prompt!r}")
-    start = end = None
-    position = 0
-    for i, piece in enumerate(pieces):
-        position += len(fold(piece))
-        if start is None and position > char_start:
-            start = i
-        if end is None and position >= char_end:
-            end = i + 1
-            break
+    if not getattr(tok, "is_fast", False):
+        raise TypeError("locedit needs a fast (Rust) tokenizer for character offsets; load it with use_fast=True")
+    offsets = tok(prompt, return_offsets_mapping=True)["offset_mapping"]
+    start = next(i for i, (_, stop) in enumerate(offsets) if stop > span[0])
+    end = next(i for i, (_, stop) in enumerate(offsets) if stop >= span[1]) + 1
     return start, end
 
 

@@ -1,0 +1,102 @@
+"""Bundled data, case selection, and the documented messages for bad records and files."""
+
+import copy
+import gzip
+import json
+
+import pytest
+
+from locedit.data import (
+    BadRecordsError,
+    cases_frame,
+    load_counterfact,
+    load_knowns,
+    record_problems,
+    select_cases,
+)
+
+
+@pytest.fixture(scope="module")
+def records():
+    return load_counterfact("bundled")
+
+
+def test_bundled_counterfact_and_knowns(records):
+    assert len(records) == 2191
+    assert len(load_knowns()) == 1209
+    assert all(not record_problems(r) for r in records)
+
+
+def test_first_n_by_case_id_and_explicit_ids(records):
+    assert [r["case_id"] for r in select_cases(records, n_cases=3)] == [13, 18, 37]
+    assert [r["case_id"] for r in select_cases(list(reversed(records)), n_cases=3)] == [13, 18, 37]
+    assert [r["case_id"] for r in select_cases(records, case_ids=[37, 13])] == [37, 13]
+    assert [r["case_id"] for r in select_cases(records, n_cases=2, exclude_case_ids=[13])] == [18, 37]
+
+
+def test_unknown_case_ids_are_named(records):
+    with pytest.raises(BadRecordsError, match=r"not found in the CounterFact file: \[999999\]"):
+        select_cases(records, case_ids=[13, 999999])
+
+
+def test_cases_frame_fills_in_the_subject(records):
+    frame = cases_frame(select_cases(records, n_cases=1))
+    row = frame.iloc[0]
+    assert row.prompt == "Ferrari F40, developed by" and row.target_true == "Ferrari" and row.target_new == "Microsoft"
+    assert len(row.paraphrase_prompts) == 2 and len(row.neighborhood_prompts) == 10
+
+
+def test_bad_records_are_reported_with_case_id_and_reason(records):
+    good = select_cases(records, n_cases=4)
+    bad = copy.deepcopy(good)
+    bad[0]["requested_rewrite"]["prompt"] = "The developer is"  # no {} slot: subject not in prompt
+    del bad[1]["neighborhood_prompts"]
+    bad[2]["requested_rewrite"]["target_new"]["str"] = " "
+    bad[3]["paraphrase_prompts"][1] = "Something else entirely"
+    with pytest.raises(BadRecordsError) as err:
+        select_cases(bad, n_cases=4)
+    message = str(err.value)
+    assert "case_id 13: subject not in prompt" in message
+    assert "case_id 18: missing field 'neighborhood_prompts'" in message
+    assert "case_id 37: 'requested_rewrite.target_new.str' is missing or empty" in message
+    assert "case_id 51: subject 'Prydz Bay' not in paraphrase_prompts[1] 'Something else entirely'" in message
+    assert "data.exclude_case_ids" in message  # how to fix it
+
+
+def test_duplicate_case_ids_are_reported(records):
+    two = select_cases(records, n_cases=1) * 2
+    with pytest.raises(BadRecordsError, match="case_id 13: case_id occurs more than once"):
+        select_cases(two)
+
+
+def test_wrong_hash_is_named(tmp_path, records):
+    path = tmp_path / "counterfact.json"
+    path.write_text(json.dumps(records[:3]))
+    with pytest.raises(ValueError, match="has sha256 .* expected d0170561.*counterfact_sha256: null"):
+        load_counterfact(str(path))
+    assert len(load_counterfact(str(path), sha256=None)) == 3
+
+
+def test_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "counterfact.json.gz"
+    path.write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="cannot read CounterFact file .*counterfact.json.gz"):
+        load_counterfact(str(path), sha256=None)
+    with pytest.raises(FileNotFoundError, match="is not 'bundled', an https URL, or an existing file"):
+        load_counterfact(str(tmp_path / "missing.json"))
+
+
+def test_offline_download_says_what_to_do(tmp_path):
+    with pytest.raises(ConnectionError, match="looks offline.*data.counterfact"):
+        load_counterfact("https://127.0.0.1:9/counterfact.json", download_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_gzipped_local_file_hash_is_of_its_content(tmp_path, records):
+    from locedit.data import sha256_of
+
+    plain, packed = tmp_path / "a.json", tmp_path / "a.json.gz"
+    plain.write_text(json.dumps(records[:2]))
+    with gzip.open(packed, "wt") as f:
+        f.write(json.dumps(records[:2]))
+    assert sha256_of(plain) == sha256_of(packed)

@@ -1,0 +1,86 @@
+"""Batched causal tracing equals the plain one-pass-per-(token, layer) algorithm."""
+
+import numpy as np
+import pytest
+
+from locedit.noise import subject_noise
+from locedit.tracing import layer_window, trace
+
+from conftest import tiny_model
+from plain_tracing import plain_trace
+
+PROMPT, SUBJECT, TARGET = "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "French"
+
+
+def test_window_is_clipped_at_both_edges_not_recentred():
+    assert list(layer_window(0, 5, 28)) == [0, 1, 2]
+    assert list(layer_window(1, 5, 28)) == [0, 1, 2, 3]
+    assert list(layer_window(27, 5, 28)) == [25, 26, 27]
+    assert list(layer_window(0, 10, 28)) == [0, 1, 2, 3, 4]
+    assert list(layer_window(27, 10, 28)) == [22, 23, 24, 25, 26, 27]
+    assert list(layer_window(13, 10, 28)) == list(range(8, 18))
+    assert list(layer_window(5, 1, 28)) == [5]
+    assert list(layer_window(5, 3, 28)) == [4, 5, 6]
+    assert list(layer_window(2, 40, 4)) == [0, 1, 2, 3]
+
+
+def test_window_rejects_a_layer_outside_the_model():
+    with pytest.raises(ValueError, match="layer 28 is outside the model's layers 0..27"):
+        layer_window(28, 5, 28)
+
+
+def test_noise_is_the_reference_draw_and_fresh_per_call():
+    expected = np.random.RandomState(1).randn(10, 3, 8) * 0.094
+    np.testing.assert_array_equal(subject_noise(10, 3, 8, 0.094, seed=1), expected)
+    np.testing.assert_array_equal(subject_noise(10, 3, 8, 0.094, seed=1), expected)
+    assert not np.array_equal(subject_noise(10, 3, 8, 0.094, seed=2), expected)
+
+
+@pytest.mark.parametrize(
+    "model_type,kind,window",
+    [("gpt2", "mlp", 3), ("gpt2", "hidden", 1), ("gemma3_text", "mlp", 10), ("gemma3_text", "attn", 5),
+     ("llama", "attn", 1), ("gptj", "hidden", 3), ("gpt_neox", "mlp", 5), ("qwen2", "mlp", 2)],
+)
+def test_batched_equals_plain(model_type, kind, window, gpt2_tokenizer):
+    model = tiny_model(model_type)
+    args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
+    plain, low, clean = plain_trace(*args, kind=kind, window=window, samples=3, noise=0.5)
+    # max_rows=7 forces several chunks per start layer
+    fast = trace(*args, kind=kind, window=window, samples=3, noise=0.5, max_rows=7)
+    assert fast.low == pytest.approx(low, rel=1e-5) and fast.clean == pytest.approx(clean, rel=1e-5)
+    assert fast.scores.shape == plain.shape
+    # tiny random models give small probabilities: compare in log space
+    np.testing.assert_allclose(np.log(fast.scores), np.log(plain), atol=1e-4)
+    assert fast.first_traced == fast.subject_range[0]
+    assert np.ptp(plain[fast.first_traced :]) > 1e-3 * plain.max()  # the restorations differ from each other
+
+
+def test_all_tokens_traces_from_the_first_token(gpt2_tokenizer):
+    model = tiny_model("gpt2")
+    r = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, kind="mlp", window=3, samples=2, noise=0.5,
+              all_tokens=True)
+    assert r.first_traced == 0
+    # before the subject, restoring a clean state changes nothing: the corrupted probability
+    np.testing.assert_allclose(r.scores[: r.subject_range[0]], r.low, rtol=1e-5)
+
+
+def test_trace_table_has_one_row_per_token_and_layer(gpt2_tokenizer):
+    model = tiny_model("llama")
+    r = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, kind="mlp", window=3, samples=2, noise=0.5)
+    table = r.to_frame(case_id=7, is_correct=True)
+    assert len(table) == len(r.tokens) * 4
+    assert set(table.columns) >= {"case_id", "token_idx", "token", "layer", "restored_prob", "low", "clean",
+                                  "high", "subject_start", "subject_end", "kind", "window", "is_correct"}
+    assert table.high.iloc[0] == max(r.clean, r.scores.max())
+
+
+@pytest.mark.embedded
+def test_batched_equals_plain_on_gemma(gemma):
+    model, tok = gemma
+    args = (model, tok, "Michael Jordan plays the sport of", "Michael Jordan", "basketball")
+    plain, low, clean = plain_trace(*args, kind="mlp", window=10, samples=10, noise=3.09)
+    fast = trace(*args, kind="mlp", window=10, samples=10, noise=3.09)
+    assert np.abs(fast.scores - plain).max() <= 1e-5
+    assert clean > 0.5 and low < 0.1  # Gemma knows the fact; the noise destroys it
+    # restoring the last subject token's MLP outputs in early layers brings much of it back
+    assert fast.scores[fast.subject_range[1] - 1, :6].max() > 0.3

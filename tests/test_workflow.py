@@ -1,0 +1,67 @@
+"""Snakemake end to end on configs/smoke.yaml (the embedded model, 3 cases), in a fresh folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / "configs" / "smoke.yaml"), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    # share the converted model with the repository's resources/ (converted once, ~45 s)
+    (REPO / "resources" / "models").mkdir(parents=True, exist_ok=True)
+    (workdir / "resources").mkdir()
+    (workdir / "resources" / "models").symlink_to(REPO / "resources" / "models")
+    done = snakemake(workdir, "--show-failed-logs")
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
+    return workdir / "results" / "smoke", done
+
+
+@pytest.mark.workflow
+def test_smoke_workflow_produces_every_table(smoke_run):
+    results, done = smoke_run
+    assert "locedit: results are in results/smoke/" in done.stdout + done.stderr
+    cases = pd.read_parquet(results / "cases.parquet")
+    assert list(cases.case_id) == [13, 18, 37]
+    correctness = pd.read_parquet(results / "correctness.parquet")
+    assert correctness.is_correct.any()
+    traced = set(correctness.case_id[correctness.is_correct])
+    for kind in ("hidden", "mlp", "attn"):
+        table = pd.read_parquet(results / "tracing" / f"{kind}_w5.parquet")
+        assert set(table.case_id) == traced
+        assert (table.kind == kind).all() and (table.window == 5).all()
+        assert table.restored_prob.between(0, 1).all()
+        assert table.groupby("case_id").size().eq(table.groupby("case_id").token_idx.nunique() * 18).all()
+        pngs = sorted((results / "tracing" / "heatmaps" / f"{kind}_w5").glob("*.png"))
+        assert len(pngs) == min(2, len(traced))
+        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    noise = (results / "noise.json").read_text()
+    assert '"rule": "s3"' in noise
+
+
+@pytest.mark.workflow
+def test_second_run_has_nothing_to_do(smoke_run):
+    results, _ = smoke_run
+    again = snakemake(results.parent.parent, "-n")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.workflow
+def test_unknown_config_key_stops_the_workflow(tmp_path):
+    done = snakemake(tmp_path, "-n", "--config", "tracng=1")
+    assert done.returncode != 0
+    assert "unknown key 'tracng' at top level (did you mean 'tracing'?)" in done.stdout + done.stderr
