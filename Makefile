@@ -22,7 +22,6 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml
-	$(BIN)/snakemake --cores 1 --configfile config.yaml --report results/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
