@@ -5,7 +5,11 @@ import os
 import sys
 
 from locedit.config import ConfigError, validate_config
-from locedit.models import model_slug
+from locedit.editing import METHODS
+from locedit.models import model_slug, planned_num_layers
+from locedit.problems import PROBLEMS
+from locedit.stats import stats_folder_name
+from locedit.sweep import central_layers, stats_layers
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
@@ -20,10 +24,22 @@ RUN = f"results/{config['run']}"
 MODEL_DIR = f"resources/models/{model_slug(config['model']['name'])}"
 LOGS = f"{RUN}/logs"
 BENCH = f"{RUN}/benchmarks"
+METHOD_NAMES = list(METHODS)
+PROBLEM_NAMES = list(PROBLEMS)
+try:  # planned from the config alone: no model is loaded to build the DAG
+    N_LAYERS = planned_num_layers(config["model"])
+    CENTRAL_LAYERS = central_layers(config["editing"]["layers"], N_LAYERS)
+except ValueError as err:
+    sys.exit(f"locedit: {err}")
+STATS_LAYERS = stats_layers(config["editing"]["methods"], CENTRAL_LAYERS, N_LAYERS)
+STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folder_name(config['stats'])}"
 
 
+include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tracing.smk"
+include: "workflow/rules/stats.smk"
+include: "workflow/rules/editing.smk"
 
 
 rule all:
@@ -33,6 +49,7 @@ rule all:
         rules.noise_level.output,
         tracing_tables(),
         tracing_heatmaps(),
+        rules.scores.output,
 
 
 onsuccess:

@@ -18,6 +18,7 @@ modules do); both are handled::
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
@@ -119,3 +120,47 @@ def start_at_layer(
     finally:
         for i, layer in enumerate(originals):
             layers[i] = layer
+
+
+@dataclass
+class LayerInput:
+    """The hidden state entering layer ``start`` for one batch, to rerun only the layers above."""
+
+    start: int
+    hidden: torch.Tensor | None
+    returns_tuple: bool
+
+
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def layer_input(model: nn.Module, layers_path: str, batch: dict[str, torch.Tensor], start: int) -> LayerInput:
+    """Run ``batch`` through layers ``0 .. start-1`` only and keep what enters layer ``start``."""
+    layers = model.get_submodule(layers_path)
+    seen: dict[str, Any] = {}
+
+    def keep(_module, _inputs, output):
+        seen["out"] = output
+        raise _Stop
+
+    handle = layers[max(start - 1, 0)].register_forward_hook(keep)
+    try:
+        model.base_model(**batch, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    returns_tuple = isinstance(seen["out"], tuple)
+    return LayerInput(start, hidden_of(seen["out"]).detach() if start > 0 else None, returns_tuple)
+
+
+@contextmanager
+def run_from(model: nn.Module, layers_path: str, cached: LayerInput | None) -> Iterator[None]:
+    """Forward passes in the block compute only the layers from ``cached.start`` up (all when None)."""
+    if cached is None or cached.start == 0:
+        yield
+        return
+    with start_at_layer(model.get_submodule(layers_path), cached.start, cached.hidden, cached.returns_tuple):
+        yield

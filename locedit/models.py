@@ -292,3 +292,16 @@ def load_model(
     model.config.use_cache = False
     architecture_of(model)
     return model, tok
+
+
+def planned_num_layers(model_cfg: dict) -> int:
+    """Layer count for planning the DAG without loading the model: ``model.num_layers`` when
+    given, else the embedded model's known count."""
+    if model_cfg.get("num_layers"):
+        return int(model_cfg["num_layers"])
+    if model_cfg["name"] in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[model_cfg["name"]].num_layers
+    raise ValueError(
+        f"set model.num_layers for {model_cfg['name']!r} (e.g. 28 for GPT-J, 48 for GPT-2 XL): "
+        "the workflow plans edit layers and key statistics without loading the model"
+    )

@@ -225,3 +225,26 @@ def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, s
     with start_at_layer(layers, start, hidden_in, runs.layer_returns_tuple), edit_outputs(model, edits):
         probs = gather_target_log_probs(model, batch, [runs.encoded], rows_per_item=n_rows).exp()
     return probs.view(len(configs), samples).mean(dim=1).tolist()
+
+
+def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (case_id, layer) tracing effects from a long tracing table (paper §4.1, spec §5).
+
+    - ``max_fraction_restored``: max over traced tokens of max(0, (restored − low) / |clean − low|),
+      the paper's effect (denominator: the clean probability);
+    - ``max_fraction_restored_high``: the same with the reference code's denominator |high − low|;
+    - ``last_subject_fraction``: (restored − low) / |clean − low| at the last subject token, unclamped;
+    - ``last_subject_effect``: restored − low at the last subject token.
+    """
+    t = table[table.token_idx >= table.first_traced].copy()
+    effect = t.restored_prob - t.low
+    t["fraction"] = (effect / (t.clean - t.low).abs()).clip(lower=0)
+    t["fraction_high"] = (effect / (t.high - t.low).abs()).clip(lower=0)
+    t["effect"] = effect
+    t["signed_fraction"] = effect / (t.clean - t.low).abs()
+    keys = ["case_id", "layer"]
+    out = t.groupby(keys).agg(max_fraction_restored=("fraction", "max"),
+                              max_fraction_restored_high=("fraction_high", "max")).reset_index()
+    last = t[t.token_idx == t.subject_end - 1][keys + ["signed_fraction", "effect"]]
+    last = last.rename(columns={"signed_fraction": "last_subject_fraction", "effect": "last_subject_effect"})
+    return out.merge(last, on=keys, how="left", validate="1:1")

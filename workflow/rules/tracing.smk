@@ -1,22 +1,6 @@
 # Causal tracing: one long table per (kind, window), and heatmaps of the first cases.
 
 
-def tracing_tables():
-    return expand(
-        f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
-        kind=config["tracing"]["kinds"],
-        window=config["tracing"]["windows"],
-    )
-
-
-def tracing_heatmaps():
-    return expand(
-        f"{RUN}/tracing/heatmaps/{{kind}}_w{{window}}",
-        kind=config["tracing"]["kinds"],
-        window=config["tracing"]["windows"],
-    )
-
-
 rule trace:
     input:
         model=MODEL_DIR,

@@ -1,0 +1,195 @@
+"""Pieces ROME, MEMIT and FT share: teacher-forced batches with subject lookups, keys, and the
+optimisation of a free vector added at one site (ROME's v*, MEMIT's z).
+
+Speed: while a vector or a weight at layer ℓ is optimised, the layers below ℓ see the same
+inputs at every step, so their output is computed once (:func:`locedit.hooks.layer_input`) and
+each step runs only the layers from ℓ up. Under fact forcing the subject noise changes every
+step, so the whole model runs.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..hooks import capture_inputs, capture_outputs, edit_outputs, layer_input, run_from
+from ..models import architecture_of
+from ..noise import row_noise_hook
+from ..prompts import Encoded, encode, logits_at, pad_batch, subject_range
+from ..problems import EditRequest
+
+
+@dataclass
+class PromptBatch:
+    """Right-padded rows (prompt [+ target]) with the position of each row's last subject token."""
+
+    batch: dict[str, torch.Tensor]
+    encoded: list[Encoded]
+    lookup: torch.Tensor
+    subject_ranges: list[tuple[int, int]]
+
+
+def prompt_batch(tok, texts: list[str], subject: str, target: str | None, device) -> PromptBatch:
+    """Rows of ``texts`` (each containing ``subject``), followed by ``target`` when given."""
+    encoded, ranges = [], []
+    for text in texts:
+        enc = encode(tok, text, target) if target is not None else Encoded(tok(text)["input_ids"], [])
+        encoded.append(enc)
+        ranges.append(subject_range(tok, text, subject))
+    batch = pad_batch([e.ids for e in encoded], tok.pad_token_id, device)
+    lookup = torch.tensor([end - 1 for _, end in ranges], device=device)
+    return PromptBatch(batch, encoded, lookup, ranges)
+
+
+def cat_batches(a: PromptBatch, b: PromptBatch, pad_id: int) -> PromptBatch:
+    """Stack two prompt batches into one (re-padded)."""
+    device = a.lookup.device
+    encoded = a.encoded + b.encoded
+    batch = pad_batch([e.ids for e in encoded], pad_id, device)
+    return PromptBatch(batch, encoded, torch.cat([a.lookup, b.lookup]), a.subject_ranges + b.subject_ranges)
+
+
+def noise_for(request: EditRequest, rows: PromptBatch, rng: np.random.RandomState | None, embedding: str) -> dict:
+    """The embedding edit adding subject noise to every row (fact forcing), or nothing."""
+    if request.noise is None:
+        return {}
+    return {embedding: row_noise_hook(rows.subject_ranges, request.noise, rng=rng)}
+
+
+@torch.no_grad()
+def keys_at_subject(model: nn.Module, rows: PromptBatch, layer: int) -> torch.Tensor:
+    """Input of the down-projection of ``layer`` at each row's last subject token, [rows, d_k]."""
+    name = architecture_of(model).down_proj(layer)
+    with capture_inputs(model, [name]) as seen:
+        model.base_model(**rows.batch, use_cache=False)
+    return seen[name][torch.arange(len(rows.lookup)), rows.lookup].float()
+
+
+@torch.no_grad()
+def output_at_subject(model: nn.Module, rows: PromptBatch, module: str) -> torch.Tensor:
+    """Output of ``module`` at each row's last subject token, [rows, d]."""
+    with capture_outputs(model, [module]) as seen:
+        model.base_model(**rows.batch, use_cache=False)
+    return seen[module][torch.arange(len(rows.lookup)), rows.lookup].float()
+
+
+def optimize_site_delta(
+    model: nn.Module,
+    tok,
+    request: EditRequest,
+    texts: list[str],
+    site: str,
+    site_layer: int,
+    steps: int,
+    lr: float,
+    kl_factor: float,
+    weight_decay: float,
+    clamp_norm_factor: float,
+    upper_only: bool = True,
+    seed: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise δ added to the output of ``site`` at the last subject token of every row.
+
+    Rows are ``texts + target`` (teacher forced) and one KL row ``"{subject} is a"``. The loss is
+    the mean per-token NLL of the target (or, when minimising, the mean target probability
+    exp(−NLL)) + ``kl_factor``·KL(p_δ ‖ p_0) at the KL row's last subject token +
+    ``weight_decay``·‖δ‖/‖v₀‖²; after each Adam step ‖δ‖ is clamped to ``clamp_norm_factor``·‖v₀‖.
+    As in the reference, the last iteration stops before its update when maximising.
+    Returns (v₀, δ), v₀ being the site's unedited output at the first row's lookup.
+    """
+    arch = architecture_of(model)
+    device = next(model.parameters()).device
+    rewrite = prompt_batch(tok, texts, request.subject, request.target, device)
+    kl = prompt_batch(tok, [f"{request.subject} is a"], request.subject, None, device)
+    rows = cat_batches(rewrite, kl, tok.pad_token_id)
+    n_rewrite = len(texts)
+    rng = np.random.RandomState(seed)
+    noise = noise_for(request, rows, rng, arch.embedding)
+    cached = layer_input(model, arch.layers, rows.batch, site_layer) if upper_only and not noise else None
+
+    delta = torch.zeros(model.config.hidden_size, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=lr)
+    with frozen(model):
+        return _optimize(model, rows, n_rewrite, rewrite, delta, optimizer, noise, cached, site, request, steps,
+                         kl_factor, weight_decay, clamp_norm_factor)
+
+
+@contextmanager
+def frozen(model: nn.Module, except_names: tuple[str, ...] = ()) -> Iterator[None]:
+    """No weight gradients inside the block (but for ``except_names``); flags restored after."""
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in except_names)
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+
+
+def _optimize(model, rows, n_rewrite, rewrite, delta, optimizer, noise, cached, site, request, steps, kl_factor,
+              weight_decay, clamp_norm_factor):
+    arch = architecture_of(model)
+    device = delta.device
+    all_rows = torch.arange(len(rows.lookup), device=device)
+    seen: dict[str, torch.Tensor] = {}
+
+    def add_delta(_name: str, hidden: torch.Tensor) -> torch.Tensor:
+        if "v0" not in seen:
+            seen["v0"] = hidden[0, rows.lookup[0]].detach().float().clone()
+        hidden = hidden.clone()
+        hidden[all_rows, rows.lookup] += delta.to(hidden.dtype)
+        return hidden
+
+    kl_init = None
+    n_target = torch.tensor([len(e.target_ids) for e in rewrite.encoded], device=device, dtype=torch.float32)
+    for step in range(steps):
+        with run_from(model, arch.layers, cached), edit_outputs(model, {**noise, site: add_delta}):
+            logp, kl_logits = _rewrite_and_kl(model, rows, n_rewrite)
+        nll = -(logp / n_target).mean()
+        kl_logp = torch.log_softmax(kl_logits.float(), dim=-1)
+        if kl_init is None:
+            kl_init = kl_logp.detach().clone()
+        kl_term = torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True, reduction="batchmean")
+        fit = torch.exp(-nll) if request.minimize else nll
+        loss = fit + kl_factor * kl_term + weight_decay * delta.norm() / seen["v0"].norm() ** 2
+        if step == steps - 1 and not request.minimize:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            limit = clamp_norm_factor * seen["v0"].norm()
+            if delta.norm() > limit:
+                delta.mul_(limit / delta.norm())
+    return seen["v0"], delta.detach()
+
+
+def _rewrite_and_kl(model: nn.Module, rows: PromptBatch, n_rewrite: int):
+    """Target log-probs of the rewrite rows and next-token logits at the KL row's lookup, one pass."""
+    device = rows.lookup.device
+    row_idx, pos_idx, tok_idx, owner = [], [], [], []
+    for r, enc in enumerate(rows.encoded[:n_rewrite]):
+        for pos, t in zip(enc.target_positions, enc.target_ids):
+            row_idx.append(r)
+            pos_idx.append(pos)
+            tok_idx.append(t)
+            owner.append(r)
+    kl_row = n_rewrite
+    row_idx.append(kl_row)
+    pos_idx.append(int(rows.lookup[kl_row]))
+    logits = logits_at(model, rows.batch, torch.tensor(row_idx, device=device), torch.tensor(pos_idx, device=device))
+    target_logits, kl_logits = logits[:-1], logits[-1:]
+    token_lp = torch.log_softmax(target_logits.float(), -1).gather(1, torch.tensor(tok_idx, device=device)[:, None])[:, 0]
+    logp = torch.zeros(n_rewrite, device=device).index_add(0, torch.tensor(owner, device=device), token_lp)
+    return logp, kl_logits
+
+
+def transposed_if_needed(model: nn.Module, update: torch.Tensor) -> torch.Tensor:
+    """A [d_out, d_in] update in the layout of the down-projection weight (GPT-2 stores [in, out])."""
+    return update.T.contiguous() if architecture_of(model).down_proj_transposed else update

@@ -1,0 +1,79 @@
+"""MEMIT (Meng et al. 2023) for one edit: z at the last edited layer, the residual spread over the
+window (paper-spec §6.6).
+
+    >>> deltas = memit(model, tok, request, layers=[3, 4, 5, 6, 7], hparams=MEMIT_DEFAULTS,
+    ...                stats=stats, templates=templates["memit"])                    # doctest: +SKIP
+
+For each edited layer i (ascending, earlier updates already in place): k = mean key over the
+template groups, r = z − h(z_layer), resid = r / (layers left), ΔWᵢ = resid ⊗ adj with
+adj = (λC + kkᵀ)⁻¹k, which for a single key is C⁻¹k / (λ + kᵀC⁻¹k) (Sherman–Morrison).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import architecture_of
+from ..problems import EditRequest
+from .apply import Deltas, deltas_since, preserved
+from .common import keys_at_subject, optimize_site_delta, output_at_subject, prompt_batch, transposed_if_needed
+
+MEMIT_DEFAULTS: dict[str, Any] = {
+    "v_steps": 25,
+    "v_lr": 0.5,
+    "v_weight_decay": 0.5,
+    "clamp_norm_factor": 0.75,
+    "kl_factor": 0.0625,
+    "mom2_update_weight": 15000.0,
+    "upper_only": True,
+}
+
+
+def sherman_morrison_adjustment(c_inv: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tensor:
+    """(λC + kkᵀ)⁻¹k for one key k, from C⁻¹: C⁻¹k / (λ + kᵀC⁻¹k)."""
+    k = k.to(c_inv.dtype)
+    c_inv_k = c_inv @ k
+    return c_inv_k / (lam + k @ c_inv_k)
+
+
+def solve_adjustment(c: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tensor:
+    """(λC + kkᵀ)⁻¹k by a float64 linear solve (the reference's way; the test oracle)."""
+    c, k = c.double(), k.double()
+    return torch.linalg.solve(lam * c + torch.outer(k, k), k)
+
+
+def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparams: dict, stats,
+          templates: list[list[str]]) -> Deltas:
+    """Weight deltas of the down-projections of ``layers`` (ascending)."""
+    hp = {**MEMIT_DEFAULTS, **hparams}
+    arch = architecture_of(model)
+    device = next(model.parameters()).device
+    layers = sorted(layers)
+    z_layer = layers[-1]
+    flat = [t for group in templates for t in group]
+    texts = [t.replace("{}", request.prompt) for t in flat]
+    h0, delta = optimize_site_delta(
+        model, tok, request, texts, site=arch.layer(z_layer), site_layer=z_layer,
+        steps=hp["v_steps"], lr=hp["v_lr"], kl_factor=hp["kl_factor"], weight_decay=hp["v_weight_decay"],
+        clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
+    )
+    z = h0 + delta
+    plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
+    template_rows = prompt_batch(tok, texts, request.subject, None, device)
+    sizes = [len(group) for group in templates]
+    names = [arch.down_proj(i) + ".weight" for i in layers]
+    with preserved(model, names):
+        originals = {n: model.get_parameter(n).detach().clone() for n in names}
+        for idx, layer in enumerate(layers):
+            keys = keys_at_subject(model, template_rows, layer)
+            k = torch.stack([g.mean(0) for g in torch.split(keys, sizes)]).mean(0)
+            resid = (z - output_at_subject(model, plain, arch.layer(z_layer))[0]) / (len(layers) - idx)
+            adj = sherman_morrison_adjustment(stats.inverse(layer).to(device), k, hp["mom2_update_weight"])
+            update = transposed_if_needed(model, torch.outer(resid, adj.float()))
+            with torch.no_grad():
+                weight = model.get_parameter(names[idx])
+                weight.add_(update.to(weight.dtype))
+        return deltas_since(model, originals)

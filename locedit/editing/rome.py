@@ -1,0 +1,73 @@
+"""ROME (Meng et al. 2022): a rank-one update of one layer's MLP down-projection (paper-spec §6.4).
+
+    >>> deltas = rome(model, tok, request, layers=[5], hparams=ROME_DEFAULTS, stats=stats,
+    ...               templates=templates["rome"])                                 # doctest: +SKIP
+
+k̄ = mean key at the last subject token over the context templates; u = C⁻¹k̄/‖C⁻¹k̄‖; v* = v₀ + δ
+with δ optimised at the MLP output; k*, m = key and MLP output of the plain prompt;
+ΔW = ((v* − m)/(k*·u)) ⊗ u, so that the edited layer maps k* to v*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import architecture_of
+from ..problems import EditRequest
+from .apply import Deltas
+from .common import keys_at_subject, optimize_site_delta, output_at_subject, prompt_batch, transposed_if_needed
+
+ROME_DEFAULTS: dict[str, Any] = {
+    "v_steps": 20,
+    "v_lr": 0.5,
+    "v_weight_decay": 0.5,
+    "clamp_norm_factor": 4.0,
+    "kl_factor": 0.0625,
+    "upper_only": True,
+}
+
+
+@dataclass
+class RankOneUpdate:
+    """k* (key of the plain prompt), v* (the output it should map to), u (C⁻¹k̄, unit norm), and the
+    weight update in the down-projection's layout."""
+
+    k_star: torch.Tensor
+    v_star: torch.Tensor
+    u: torch.Tensor
+    update: torch.Tensor
+
+
+def rome_update(model: nn.Module, tok, request: EditRequest, layer: int, hparams: dict, stats,
+                templates: list[str]) -> RankOneUpdate:
+    hp = {**ROME_DEFAULTS, **hparams}
+    arch = architecture_of(model)
+    device = next(model.parameters()).device
+    texts = [t.replace("{}", request.prompt) for t in templates]
+    keys = keys_at_subject(model, prompt_batch(tok, texts, request.subject, None, device), layer)
+    c_inv = stats.inverse(layer).to(device)
+    u = (c_inv @ keys.mean(0).to(c_inv.dtype)).float()
+    u = u / u.norm()
+
+    v0, delta = optimize_site_delta(
+        model, tok, request, texts, site=arch.down_proj(layer), site_layer=layer,
+        steps=hp["v_steps"], lr=hp["v_lr"], kl_factor=hp["kl_factor"], weight_decay=hp["v_weight_decay"],
+        clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
+    )
+    plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
+    k_star = keys_at_subject(model, plain, layer)[0]
+    m = output_at_subject(model, plain, arch.down_proj(layer))[0]
+    v_star = v0 + delta
+    right = (v_star - m) / torch.dot(k_star, u)
+    return RankOneUpdate(k_star, v_star, u, transposed_if_needed(model, torch.outer(right, u)))
+
+
+def rome(model: nn.Module, tok, request: EditRequest, layers: list[int], hparams: dict, stats,
+         templates: list[str]) -> Deltas:
+    """Weight delta of the down-projection of ``layers[0]`` (ROME edits a single layer)."""
+    update = rome_update(model, tok, request, layers[0], hparams, stats, templates)
+    return {architecture_of(model).down_proj(layers[0]) + ".weight": update.update}

@@ -1,0 +1,123 @@
+"""The editing sweep: which layers and cases, hyperparameters per (method, problem), and the loop
+an edit job runs (edit, evaluate, restore, for every (case, layer) of its shard).
+
+    >>> central_layers({"every": 4}, 18)
+    [0, 4, 8, 12, 16, 17]
+    >>> edited_layers(0, 5, 18), edited_layers(9, 1, 18)
+    ([0, 1, 2], [9])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from .editing import METHODS
+from .editing.apply import applied
+from .evaluation import evaluate
+from .io import CaseCheckpoint
+from .problems import PROBLEMS, request_for
+from .tracing import layer_window
+
+log = logging.getLogger("locedit")
+
+
+def central_layers(spec: Any, n_layers: int) -> list[int]:
+    """``all``, an explicit list, or ``{"every": k}`` (0, k, 2k, … and always the last layer)."""
+    if spec == "all":
+        return list(range(n_layers))
+    if isinstance(spec, dict):
+        layers = list(range(0, n_layers, int(spec["every"])))
+        return layers if layers[-1] == n_layers - 1 else layers + [n_layers - 1]
+    bad = [layer for layer in spec if not 0 <= layer < n_layers]
+    if bad:
+        raise ValueError(f"editing.layers {bad} are outside the model's layers 0..{n_layers - 1}")
+    return list(spec)
+
+
+def edited_layers(central: int, window: int, n_layers: int) -> list[int]:
+    return list(layer_window(central, window, n_layers))
+
+
+def stats_layers(methods: list[str], central: list[int], n_layers: int) -> list[int]:
+    """Every layer whose key statistics some configured method needs."""
+    needed = {layer for m in methods if METHODS[m].needs_stats for c in central
+              for layer in edited_layers(c, METHODS[m].window, n_layers)}
+    return sorted(needed)
+
+
+def hparams_for(editing: dict, method: str, problem: str) -> dict:
+    """Method defaults < ``editing.hparams[method]`` < ``editing.overrides[method][problem]``."""
+    return {
+        **METHODS[method].defaults,
+        **editing.get("hparams", {}).get(method, {}),
+        **editing.get("overrides", {}).get(method, {}).get(problem, {}),
+    }
+
+
+def editable_cases(cases: pd.DataFrame, correctness: pd.DataFrame, problem: str, max_cases: int | None) -> pd.DataFrame:
+    """Correctly completed cases (all problems), with P(o_true) ≥ 0.02 too for fact erasure; the
+    first ``max_cases`` of the correct ones, so every problem draws from the same cases."""
+    table = cases.merge(correctness[["case_id", "is_correct", "p_true"]], on="case_id", validate="1:1")
+    table = table[table.is_correct]
+    if max_cases is not None:
+        table = table.head(max_cases)
+    floor = PROBLEMS[problem].min_p_true
+    if floor:
+        dropped = table[table.p_true < floor]
+        for case_id, p in zip(dropped.case_id, dropped.p_true):
+            log.info("case_id %d left out of %s: P(o_true) %.4f < %.2f", case_id, problem, p, floor)
+        table = table[table.p_true >= floor]
+    return table
+
+
+def shard(table: pd.DataFrame, index: int, count: int) -> pd.DataFrame:
+    """Cases ``index, index + count, …`` of ``table`` (round robin, so shards stay balanced)."""
+    return table.iloc[index::count]
+
+
+def requests(cases: pd.DataFrame, problem: str, noised: pd.DataFrame | None, eos: str, sigma: float):
+    by_id = noised.set_index("case_id") if noised is not None else None
+    for case in cases.itertuples():
+        row = by_id.loc[case.case_id] if by_id is not None else None
+        yield request_for(case, PROBLEMS[problem], row, eos, sigma)
+
+
+def pre_edit_table(model, tok, cases, problem, noised, sigma, seed=1) -> pd.DataFrame:
+    """Unedited probabilities of every evaluated prompt, once per (case, problem)."""
+    parts = []
+    for req in tqdm(list(requests(cases, problem, noised, tok.eos_token, sigma)), desc=f"pre-edit {problem}",
+                    unit="case", mininterval=10):
+        parts.append(evaluate(model, tok, req, seed).assign(case_id=req.case_id, problem=problem,
+                                                           target=req.target, baseline=req.baseline))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noised, sigma: float,
+                 layers: list[int], hparams: dict, stats, templates: dict | None, checkpoint: CaseCheckpoint,
+                 seed: int = 1) -> None:
+    """Edit, evaluate and restore every (case, layer); each finished case goes to ``checkpoint``."""
+    spec = METHODS[method]
+    n_layers = model.config.num_hidden_layers
+    todo = set(checkpoint.todo(cases.case_id.tolist()))
+    log.info("%s/%s: %d cases x %d layers, %d already done", method, problem, len(todo), len(layers),
+             len(cases) - len(todo))
+    chosen = [r for r in requests(cases, problem, noised, tok.eos_token, sigma) if r.case_id in todo]
+    method_templates = templates[spec.templates] if spec.templates else None
+    for req in tqdm(chosen, desc=f"edit {method}/{problem}", unit="case", mininterval=10):
+        parts = []
+        for central in layers:
+            window = edited_layers(central, spec.window, n_layers)
+            start = time.perf_counter()
+            deltas = spec.edit(model, tok, req, window, hparams, stats, method_templates)
+            edit_s = time.perf_counter() - start
+            with applied(model, deltas):
+                post = evaluate(model, tok, req, seed)
+            eval_s = time.perf_counter() - start - edit_s
+            parts.append(post.assign(case_id=req.case_id, layer=central, edited_layers=",".join(map(str, window)),
+                                     target=req.target, baseline=req.baseline, edit_s=edit_s, eval_s=eval_s))
+        checkpoint.save(req.case_id, pd.concat(parts, ignore_index=True).assign(method=method, problem=problem))

@@ -1,0 +1,115 @@
+"""Editing methods on tiny random models: the algebra each method promises, exact restores."""
+
+import hashlib
+
+import pytest
+import torch
+
+from locedit.editing import METHODS
+from locedit.editing.apply import applied
+from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment
+from locedit.editing.rome import rome_update
+from locedit.evaluation import evaluate
+from locedit.hooks import capture_outputs
+from locedit.models import architecture_of
+from locedit.problems import EditRequest
+from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
+
+from conftest import tiny_model
+
+REQUEST = EditRequest(
+    case_id=1, prompt="The mother tongue of Danielle Darrieux is", subject="Danielle Darrieux",
+    target="English", baseline="French", paraphrases=("Danielle Darrieux speaks",),
+    neighborhood=("Léon Blum speaks",),
+)
+TEMPLATES = {"rome": ["{}", "A few words. {}", "Something else here. {}"],
+             "memit": [["{}"], ["The day. {}", "Because of it. {}"]]}
+
+
+@pytest.fixture(scope="module", params=["gpt2", "gemma3_text"])
+def setup(request, gpt2_tokenizer, tmp_path_factory):
+    model = tiny_model(request.param)
+    folder = tmp_path_factory.mktemp(f"stats-{request.param}")
+    moments = collect_second_moments(model, gpt2_tokenizer, corpus_texts("bundled-wiki", n_samples=60),
+                                     layers=[0, 1, 2, 3], max_tokens=48)
+    save_layer_moments(moments, folder)
+    return model, gpt2_tokenizer, KeyStats(folder)
+
+
+def weights_hash(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_rome_maps_k_star_to_v_star(setup):
+    model, tok, stats = setup
+    arch = architecture_of(model)
+    upd = rome_update(model, tok, REQUEST, 1, {"v_steps": 5}, stats, TEMPLATES["rome"])
+    name = arch.down_proj(1)
+    down = model.get_submodule(name)
+    with applied(model, {name + ".weight": upd.update}), torch.no_grad():
+        out = down(upd.k_star[None, None, :])[0, 0]
+    torch.testing.assert_close(out, upd.v_star, rtol=1e-4, atol=1e-4 * upd.v_star.abs().max().item())
+    assert torch.linalg.matrix_rank(upd.update.double(), rtol=1e-5) == 1
+
+
+def test_memit_closed_form_equals_the_linear_solve():
+    torch.manual_seed(0)
+    d = 64
+    a = torch.randn(4 * d, d, dtype=torch.float64)
+    c = a.T @ a / (4 * d)
+    k = torch.randn(d, dtype=torch.float64)
+    for lam in (1.0, 15000.0):
+        closed = sherman_morrison_adjustment(torch.linalg.inv(c), k, lam)
+        solved = solve_adjustment(c, k, lam)
+        assert ((closed - solved).norm() / solved.norm()).item() <= 1e-6
+
+
+@pytest.mark.parametrize("method", ["ft1", "ft5"])
+def test_ft_clamp_is_never_exceeded(setup, method):
+    model, tok, stats = setup
+    eps = 3e-4
+    layers = [1] if METHODS[method].window == 1 else [0, 1, 2]
+    deltas = METHODS[method].edit(model, tok, REQUEST, layers, {"norm_constraint": eps, "lr": 1e-2, "steps": 8}, stats)
+    assert len(deltas) == 2 * len(layers) if architecture_of(model).model_type == "gpt2" else len(layers)
+    # the clamp is exact in float32: allow one rounding of the weight's own magnitude
+    ulp = max(model.get_parameter(n).abs().max().item() for n in deltas) * torch.finfo(torch.float32).eps
+    assert max(d.abs().max().item() for d in deltas.values()) <= eps + 2 * ulp
+    assert max(d.abs().max().item() for d in deltas.values()) > eps / 2  # it did train
+
+
+def test_edits_and_restores_leave_every_weight_bit_identical(setup):
+    model, tok, stats = setup
+    before = weights_hash(model)
+    for name, method in METHODS.items():
+        layers = [2] if method.window == 1 else [1, 2, 3]
+        for noise in (None, 0.5):
+            req = EditRequest(**{**REQUEST.__dict__, "noise": noise})
+            deltas = method.edit(model, tok, req, layers, {"steps": 3, "v_steps": 3}, stats,
+                                 TEMPLATES.get(method.templates))
+            assert weights_hash(model) == before, f"{name} changed the weights while computing its deltas"
+            with applied(model, deltas):
+                assert weights_hash(model) != before
+                evaluate(model, tok, req)
+            assert weights_hash(model) == before, f"{name}: restore was not exact"
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_upper_layers_only_gives_the_same_update(setup):
+    model, tok, stats = setup
+    fast = rome_update(model, tok, REQUEST, 2, {"v_steps": 4, "upper_only": True}, stats, TEMPLATES["rome"])
+    full = rome_update(model, tok, REQUEST, 2, {"v_steps": 4, "upper_only": False}, stats, TEMPLATES["rome"])
+    torch.testing.assert_close(fast.update, full.update, rtol=1e-4, atol=1e-6)
+
+
+def test_fact_forcing_evaluation_noises_only_prompts_with_the_subject(setup):
+    model, tok, _ = setup
+    clean = evaluate(model, tok, REQUEST)
+    noised = evaluate(model, tok, EditRequest(**{**REQUEST.__dict__, "noise": 1.0}))
+    again = evaluate(model, tok, EditRequest(**{**REQUEST.__dict__, "noise": 1.0}))
+    assert (noised.p_target.to_numpy() == again.p_target.to_numpy()).all()  # same noise pre and post
+    by_type = dict(zip(noised.prompt_type, noised.p_target != clean.p_target))
+    assert by_type["rewrite"] and by_type["paraphrase"] and not by_type["neighborhood"]

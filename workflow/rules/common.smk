@@ -1,0 +1,42 @@
+# Input functions and target lists shared by the rule files.
+
+
+def tracing_tables():
+    return expand(
+        f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
+        kind=config["tracing"]["kinds"],
+        window=config["tracing"]["windows"],
+    )
+
+
+def tracing_heatmaps():
+    return expand(
+        f"{RUN}/tracing/heatmaps/{{kind}}_w{{window}}",
+        kind=config["tracing"]["kinds"],
+        window=config["tracing"]["windows"],
+    )
+
+
+def edit_outputs():
+    return expand(
+        f"{RUN}/editing/{{method}}/{{problem}}/shard{{shard}}.parquet",
+        method=config["editing"]["methods"],
+        problem=config["editing"]["problems"],
+        shard=range(config["editing"]["shards"]),
+    )
+
+
+def edit_inputs(wildcards):
+    """Model, cases, noise and noised targets; key statistics and templates for ROME / MEMIT."""
+    inputs = {
+        "model": MODEL_DIR,
+        "cases": f"{RUN}/cases.parquet",
+        "correctness": f"{RUN}/correctness.parquet",
+        "noise": f"{RUN}/noise.json",
+        "noised": f"{RUN}/editing/noised_targets.parquet",
+    }
+    if METHODS[wildcards.method].needs_stats:
+        inputs["stats"] = expand(f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS)
+    if METHODS[wildcards.method].templates:
+        inputs["templates"] = f"{RUN}/editing/context_templates.json"
+    return inputs

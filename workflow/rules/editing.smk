@@ -1,0 +1,96 @@
+# Editing sweep: context templates, noised targets, pre-edit probabilities, edit jobs, scores.
+
+
+rule context_templates:
+    input:
+        model=MODEL_DIR,
+    output:
+        f"{RUN}/editing/context_templates.json",
+    params:
+        seed=config["editing"]["templates_seed"],
+    log:
+        f"{LOGS}/context_templates.log",
+    benchmark:
+        f"{BENCH}/context_templates.tsv"
+    script:
+        "../scripts/context_templates.py"
+
+
+rule noised_targets:
+    input:
+        model=MODEL_DIR,
+        cases=rules.select_cases.output[0],
+        correctness=rules.check_correctness.output[0],
+        noise=rules.noise_level.output[0],
+    output:
+        f"{RUN}/editing/noised_targets.parquet",
+    params:
+        editing=config["editing"],
+    threads: 2
+    log:
+        f"{LOGS}/noised_targets.log",
+    benchmark:
+        f"{BENCH}/noised_targets.tsv"
+    script:
+        "../scripts/noised_targets.py"
+
+
+rule pre_edit:
+    input:
+        model=MODEL_DIR,
+        cases=rules.select_cases.output[0],
+        correctness=rules.check_correctness.output[0],
+        noise=rules.noise_level.output[0],
+        noised=rules.noised_targets.output[0],
+    output:
+        f"{RUN}/editing/pre/{{problem}}.parquet",
+    params:
+        editing=config["editing"],
+    wildcard_constraints:
+        problem="|".join(PROBLEM_NAMES),
+    threads: 2
+    log:
+        f"{LOGS}/pre_edit_{{problem}}.log",
+    benchmark:
+        f"{BENCH}/pre_edit_{{problem}}.tsv"
+    script:
+        "../scripts/pre_edit.py"
+
+
+rule edit:
+    input:
+        unpack(edit_inputs),
+    output:
+        f"{RUN}/editing/{{method}}/{{problem}}/shard{{shard}}.parquet",
+    params:
+        editing=config["editing"],
+        layers=CENTRAL_LAYERS,
+        partial=lambda wc: f"{RUN}/.partial/edit_{wc.method}_{wc.problem}_shard{wc.shard}",
+    wildcard_constraints:
+        method="|".join(METHOD_NAMES),
+        problem="|".join(PROBLEM_NAMES),
+        shard=r"\d+",
+    threads: 2
+    log:
+        f"{LOGS}/edit_{{method}}_{{problem}}_shard{{shard}}.log",
+    benchmark:
+        f"{BENCH}/edit_{{method}}_{{problem}}_shard{{shard}}.tsv"
+    script:
+        "../scripts/edit.py"
+
+
+rule scores:
+    input:
+        pre=expand(f"{RUN}/editing/pre/{{problem}}.parquet", problem=config["editing"]["problems"]),
+        post=edit_outputs(),
+        trace=f"{RUN}/tracing/mlp_w{config['editing']['effect_window']}.parquet",
+    output:
+        f"{RUN}/scores.parquet",
+    params:
+        editing=config["editing"],
+    log:
+        f"{LOGS}/scores.log",
+    benchmark:
+        f"{BENCH}/scores.tsv"
+    script:
+        "../scripts/scores.py"

@@ -1,0 +1,20 @@
+# Key statistics C = E[k kᵀ] of the MLP down-projection inputs, shared by ROME and MEMIT.
+
+
+rule key_stats:
+    input:
+        model=MODEL_DIR,
+    output:
+        expand(f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS),
+        meta=f"{STATS_DIR}/meta.json",
+    params:
+        stats=config["stats"],
+        layers=STATS_LAYERS,
+        checkpoint=f"{STATS_DIR}/.checkpoint.pt",
+    threads: 2
+    log:
+        f"{STATS_DIR}/key_stats.log",
+    benchmark:
+        f"{STATS_DIR}/key_stats.benchmark.tsv"
+    script:
+        "../scripts/key_stats.py"

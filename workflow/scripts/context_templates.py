@@ -1,0 +1,9 @@
+"""Rule context_templates: ROME/MEMIT context templates, sampled once per model with a fixed seed."""
+from locedit.editing.templates import context_templates
+from locedit.io import write_json
+from locedit.jobs import job, job_model
+
+with job(snakemake) as cfg:
+    model, tok = job_model(snakemake.input.model, cfg)
+    write_json({**context_templates(model, tok, seed=snakemake.params.seed), "model": cfg["model"]["name"]},
+               snakemake.output[0])

@@ -1,0 +1,27 @@
+"""Rule edit: one (method, problem, shard) job; edits, evaluates and restores every (case, layer)."""
+import pandas as pd
+
+from locedit.io import CaseCheckpoint, read_json
+from locedit.jobs import job, job_model
+from locedit.stats import KeyStats
+from locedit.sweep import editable_cases, hparams_for, run_edit_job, shard
+
+with job(snakemake) as cfg:
+    opts = snakemake.params.editing
+    method, problem, index = snakemake.wildcards.method, snakemake.wildcards.problem, int(snakemake.wildcards.shard)
+    sigma = read_json(snakemake.input.noise)["sigma"]
+    cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
+                           problem, opts["max_cases"])
+    cases = shard(cases, index, opts["shards"])
+    hparams = hparams_for(opts, method, problem)
+    settings = {"hparams": hparams, "layers": snakemake.params.layers, "sigma": sigma, "model": cfg["model"]["name"],
+                "dtype": cfg["model"]["dtype"], "seed": opts["seed"]}
+    checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
+    if checkpoint.todo(cases.case_id.tolist()):
+        model, tok = job_model(snakemake.input.model, cfg)
+        stats = KeyStats(snakemake.input.stats[0].rsplit("/", 1)[0] if "stats" in snakemake.input.keys() else None)
+        templates = read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None
+        run_edit_job(model, tok, method, problem, cases, pd.read_parquet(snakemake.input.noised), sigma,
+                     snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"])
+    checkpoint.merge(cases.case_id.tolist(), snakemake.output[0],
+                     {"model": cfg["model"]["name"], "run": cfg["run"], "shard": index})

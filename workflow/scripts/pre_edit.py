@@ -1,0 +1,16 @@
+"""Rule pre_edit: unedited probabilities of every evaluated prompt, once per (case, problem)."""
+import pandas as pd
+
+from locedit.io import read_json, write_parquet
+from locedit.jobs import job, job_model
+from locedit.sweep import editable_cases, pre_edit_table
+
+with job(snakemake) as cfg:
+    opts = snakemake.params.editing
+    problem = snakemake.wildcards.problem
+    sigma = read_json(snakemake.input.noise)["sigma"]
+    cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
+                           problem, opts["max_cases"])
+    model, tok = job_model(snakemake.input.model, cfg)
+    table = pre_edit_table(model, tok, cases, problem, pd.read_parquet(snakemake.input.noised), sigma, opts["seed"])
+    write_parquet(table, snakemake.output[0], {"model": cfg["model"]["name"], "run": cfg["run"]})
