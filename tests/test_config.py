@@ -15,11 +15,17 @@ def default_config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "configs/smoke.yaml"])
+def merged(base: dict, extra: dict) -> dict:
+    """Snakemake's deep merge of a --configfile over config.yaml."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "configs/smoke.yaml", "configs/gpt-j-6b.yaml", "configs/gpt2-xl.yaml"])
 def test_shipped_configs_are_valid(name):
-    config = default_config()
-    config.update(yaml.safe_load((REPO / name).read_text()))
-    validate_config(config, SCHEMA)
+    validate_config(merged(default_config(), yaml.safe_load((REPO / name).read_text())), SCHEMA)
 
 
 def test_unknown_top_level_key_is_named_with_a_suggestion():

@@ -53,6 +53,28 @@ def test_smoke_workflow_produces_every_table(smoke_run):
 
 
 @pytest.mark.workflow
+def test_smoke_workflow_edits_every_method_and_problem(smoke_run):
+    results, _ = smoke_run
+    scores = pd.read_parquet(results / "scores.parquet")
+    methods = {"ft1", "ft5", "rome", "memit"}
+    problems = {"error_injection", "tracing_reversal", "fact_erasure", "fact_amplification", "fact_forcing"}
+    assert set(scores.method) == methods and set(scores.problem) == problems
+    per_combo = scores.groupby(["method", "problem"]).agg(cases=("case_id", "nunique"), layers=("layer", "nunique"))
+    assert (per_combo.layers == 2).all()
+    assert (per_combo.cases >= 1).all()  # fact erasure may drop a case with P(o_true) < 0.02
+    assert per_combo.drop(index="fact_erasure", level="problem").cases.eq(2).all()
+    for column in ("rewrite_score", "paraphrase_score", "neighborhood_score", "overall_score"):
+        assert scores[column].notna().all() and scores[column].between(0, 1).all()
+    assert scores.max_fraction_restored.notna().all()
+    assert (scores.edit_s > 0).all()
+    stats = list((results.parent.parent / "resources" / "stats").rglob("mom2_layer*.pt"))
+    assert {p.name for p in stats} >= {f"mom2_layer{i}.pt" for i in (2, 3, 4, 5, 6, 10, 11, 12, 13, 14)}
+    post = pd.read_parquet(results / "editing" / "rome" / "error_injection" / "shard0.parquet")
+    assert set(post.prompt_type) == {"rewrite", "paraphrase", "neighborhood"}
+    assert len(post) == 2 * 2 * 13  # cases x layers x prompts
+
+
+@pytest.mark.workflow
 def test_second_run_has_nothing_to_do(smoke_run):
     results, _ = smoke_run
     again = snakemake(results.parent.parent, "-n")

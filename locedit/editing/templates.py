@@ -18,7 +18,10 @@ ROME_LENGTHS = ((5, 10), (10, 10))  # (tokens, count)
 MEMIT_PREFIXES = ("The", "Therefore", "Because", "I", "You")
 
 
-def _clean(text: str) -> str:
+def _clean(text: str, tok) -> str:
+    """Drop braces, added/special token strings (Gemma samples ``<start_of_image>``) and extra spaces."""
+    for added in tok.added_tokens_decoder.values():
+        text = text.replace(str(added), " ")
     return " ".join(text.replace("{", " ").replace("}", " ").split())
 
 
@@ -28,15 +31,18 @@ def _sample(model: nn.Module, tok, prompt_ids: list[int], n: int, length: int) -
     ids = torch.tensor([prompt_ids] * n, device=device)
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=5, top_p=None,
                          temperature=None, max_new_tokens=length, pad_token_id=tok.pad_token_id)
-    return [_clean(tok.decode(row, skip_special_tokens=True)) for row in out]
+    return [_clean(tok.decode(row, skip_special_tokens=True), tok) for row in out]
 
 
-def context_templates(model: nn.Module, tok, seed: int = 0) -> dict[str, list]:
-    """Both methods' templates, reproducible for a given model and seed."""
+def context_templates(model: nn.Module, tok, seed: int = 0, rome_lengths=ROME_LENGTHS) -> dict[str, list]:
+    """Both methods' templates, reproducible for a given model and seed.
+
+    ``rome_lengths`` lists (tokens, count) pairs; the paper's ((5, 10), (10, 10)) gives 21 templates.
+    """
     torch.manual_seed(seed)
     start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     rome = ["{}"]
-    for length, count in ROME_LENGTHS:
+    for length, count in rome_lengths:
         rome += [f"{text}. {{}}" for text in _sample(model, tok, [start], count, length)]
     memit_group = []
     for prefix in MEMIT_PREFIXES:

@@ -8,6 +8,7 @@ rule context_templates:
         f"{RUN}/editing/context_templates.json",
     params:
         seed=config["editing"]["templates_seed"],
+        rome_lengths=config["editing"]["rome_template_lengths"],
     log:
         f"{LOGS}/context_templates.log",
     benchmark:

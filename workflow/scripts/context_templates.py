@@ -5,5 +5,6 @@ from locedit.jobs import job, job_model
 
 with job(snakemake) as cfg:
     model, tok = job_model(snakemake.input.model, cfg)
-    write_json({**context_templates(model, tok, seed=snakemake.params.seed), "model": cfg["model"]["name"]},
+    write_json({**context_templates(model, tok, seed=snakemake.params.seed,
+                                       rome_lengths=snakemake.params.rome_lengths), "model": cfg["model"]["name"]},
                snakemake.output[0])
