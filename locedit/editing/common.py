@@ -78,6 +78,19 @@ def output_at_subject(model: nn.Module, rows: PromptBatch, module: str) -> torch
     return seen[module][torch.arange(len(rows.lookup)), rows.lookup].float()
 
 
+@contextmanager
+def frozen(model: nn.Module, except_names: tuple[str, ...] = ()) -> Iterator[None]:
+    """No weight gradients inside the block (but for ``except_names``); flags restored after."""
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in except_names)
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+
+
 def optimize_site_delta(
     model: nn.Module,
     tok,
@@ -115,59 +128,38 @@ def optimize_site_delta(
     delta = torch.zeros(model.config.hidden_size, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=lr)
     with frozen(model):
-        return _optimize(model, rows, n_rewrite, rewrite, delta, optimizer, noise, cached, site, request, steps,
-                         kl_factor, weight_decay, clamp_norm_factor)
+        all_rows = torch.arange(len(rows.lookup), device=device)
+        seen: dict[str, torch.Tensor] = {}
 
+        def add_delta(_name: str, hidden: torch.Tensor) -> torch.Tensor:
+            if "v0" not in seen:
+                seen["v0"] = hidden[0, rows.lookup[0]].detach().float().clone()
+            hidden = hidden.clone()
+            hidden[all_rows, rows.lookup] += delta.to(hidden.dtype)
+            return hidden
 
-@contextmanager
-def frozen(model: nn.Module, except_names: tuple[str, ...] = ()) -> Iterator[None]:
-    """No weight gradients inside the block (but for ``except_names``); flags restored after."""
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    try:
-        for n, p in model.named_parameters():
-            p.requires_grad_(n in except_names)
-        yield
-    finally:
-        for n, p in model.named_parameters():
-            p.requires_grad_(flags[n])
-
-
-def _optimize(model, rows, n_rewrite, rewrite, delta, optimizer, noise, cached, site, request, steps, kl_factor,
-              weight_decay, clamp_norm_factor):
-    arch = architecture_of(model)
-    device = delta.device
-    all_rows = torch.arange(len(rows.lookup), device=device)
-    seen: dict[str, torch.Tensor] = {}
-
-    def add_delta(_name: str, hidden: torch.Tensor) -> torch.Tensor:
-        if "v0" not in seen:
-            seen["v0"] = hidden[0, rows.lookup[0]].detach().float().clone()
-        hidden = hidden.clone()
-        hidden[all_rows, rows.lookup] += delta.to(hidden.dtype)
-        return hidden
-
-    kl_init = None
-    n_target = torch.tensor([len(e.target_ids) for e in rewrite.encoded], device=device, dtype=torch.float32)
-    for step in range(steps):
-        with run_from(model, arch.layers, cached), edit_outputs(model, {**noise, site: add_delta}):
-            logp, kl_logits = _rewrite_and_kl(model, rows, n_rewrite)
-        nll = -(logp / n_target).mean()
-        kl_logp = torch.log_softmax(kl_logits.float(), dim=-1)
-        if kl_init is None:
-            kl_init = kl_logp.detach().clone()
-        kl_term = torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True, reduction="batchmean")
-        fit = torch.exp(-nll) if request.minimize else nll
-        loss = fit + kl_factor * kl_term + weight_decay * delta.norm() / seen["v0"].norm() ** 2
-        if step == steps - 1 and not request.minimize:
-            break
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            limit = clamp_norm_factor * seen["v0"].norm()
-            if delta.norm() > limit:
-                delta.mul_(limit / delta.norm())
-    return seen["v0"], delta.detach()
+        kl_init = None
+        n_target = torch.tensor([len(e.target_ids) for e in rewrite.encoded], device=device, dtype=torch.float32)
+        for step in range(steps):
+            with run_from(model, arch.layers, cached), edit_outputs(model, {**noise, site: add_delta}):
+                logp, kl_logits = _rewrite_and_kl(model, rows, n_rewrite)
+            nll = -(logp / n_target).mean()
+            kl_logp = torch.log_softmax(kl_logits.float(), dim=-1)
+            if kl_init is None:
+                kl_init = kl_logp.detach().clone()
+            kl_term = torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True, reduction="batchmean")
+            fit = torch.exp(-nll) if request.minimize else nll
+            loss = fit + kl_factor * kl_term + weight_decay * delta.norm() / seen["v0"].norm() ** 2
+            if step == steps - 1 and not request.minimize:
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                limit = clamp_norm_factor * seen["v0"].norm()
+                if delta.norm() > limit:
+                    delta.mul_(limit / delta.norm())
+        return seen["v0"], delta.detach()
 
 
 def _rewrite_and_kl(model: nn.Module, rows: PromptBatch, n_rewrite: int):
