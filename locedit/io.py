@@ -83,12 +83,11 @@ class CaseCheckpoint:
     def save(self, case_id: int, table: pd.DataFrame) -> None:
         write_parquet(table, self._path(case_id))
 
-    def merge(self, case_ids: list[int], path: str | Path, provenance: dict[str, Any] | None = None,
-              empty: pd.DataFrame | None = None) -> Path:
+    def merge(self, case_ids: list[int], path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
         """Concatenate the cases in ``case_ids`` order into ``path``, then remove the checkpoint."""
         parts = [pd.read_parquet(self._path(c)) for c in case_ids if self._path(c).exists()]
         parts = [p for p in parts if len(p)]
-        table = pd.concat(parts, ignore_index=True) if parts else (empty if empty is not None else pd.DataFrame())
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         out = write_parquet(table, path, provenance)
         for p in self.folder.glob("*"):
             p.unlink()

@@ -45,7 +45,7 @@ def job(smk: Any) -> Iterator[dict[str, Any]]:
         raise
     finally:
         sys.stdout, sys.stderr = old_out, old_err
-        if stream is not sys.stderr and stream is not old_err:
+        if log_path:
             stream.close()
 
 

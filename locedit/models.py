@@ -137,10 +137,6 @@ def num_layers(model: nn.Module) -> int:
     return int(model.config.num_hidden_layers)
 
 
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    return model.get_submodule(name)
-
-
 # ---------------------------------------------------------------------------------------------
 # Embedded models: GGUF files shipped in PyPI packages
 # ---------------------------------------------------------------------------------------------

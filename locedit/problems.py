@@ -24,7 +24,7 @@ import torch
 from .hooks import edit_outputs
 from .models import architecture_of
 from .noise import add_noise_hook, subject_noise
-from .prompts import subject_range
+from .prompts import logits_at, subject_range
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,17 @@ def noised_targets(model, tok, prompt: str, subject: str, sigma: float, new_toke
     with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(slice(None), b, e, one)}):
         for _ in range(new_tokens):  # no KV cache: every step re-noises the same prompt identically
             x = torch.tensor([ids + generated], device=device)
-            logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1]
-            generated.append(int(logits.argmax()))
+            batch = {"input_ids": x, "attention_mask": torch.ones_like(x)}
+            logits = logits_at(model, batch, torch.tensor([0], device=device), torch.tensor([x.shape[1] - 1], device=device))
+            generated.append(int(logits[0].argmax()))
     continuation = tok.decode(generated, skip_special_tokens=True)
     o_noise = _cut(continuation) or tok.decode(generated[:1]).strip() or continuation
     many = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, sigma, seed)).to(device)
     x = torch.tensor([ids] * samples, device=device)
+    batch = {"input_ids": x, "attention_mask": torch.ones_like(x)}
+    last = torch.full((samples,), len(ids) - 1, device=device)
     with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(slice(None), b, e, many)}):
-        probs = torch.softmax(model(input_ids=x, attention_mask=torch.ones_like(x)).logits[:, -1].float(), -1)
+        probs = torch.softmax(logits_at(model, batch, torch.arange(samples, device=device), last).float(), -1)
     ff_token = int(probs.mean(0).argmax())
     return {"o_noise": o_noise, "o_noise_tokens": continuation, "ff_baseline": tok.decode([ff_token]).strip(),
             "ff_baseline_token": ff_token}

@@ -74,7 +74,8 @@ def test_ft_clamp_is_never_exceeded(setup, method):
     eps = 3e-4
     layers = [1] if METHODS[method].window == 1 else [0, 1, 2]
     deltas = METHODS[method].edit(model, tok, REQUEST, layers, {"norm_constraint": eps, "lr": 1e-2, "steps": 8}, stats)
-    assert len(deltas) == 2 * len(layers) if architecture_of(model).model_type == "gpt2" else len(layers)
+    per_layer = 2 if architecture_of(model).model_type == "gpt2" else 1  # GPT-2's c_proj has a bias
+    assert len(deltas) == per_layer * len(layers)
     # the clamp is exact in float32: allow one rounding of the weight's own magnitude
     ulp = max(model.get_parameter(n).abs().max().item() for n in deltas) * torch.finfo(torch.float32).eps
     assert max(d.abs().max().item() for d in deltas.values()) <= eps + 2 * ulp

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from locedit.hooks import capture_inputs, capture_outputs, edit_outputs
-from locedit.models import ARCHITECTURES, architecture_of, get_module, model_slug, num_layers
+from locedit.models import ARCHITECTURES, architecture_of, model_slug, num_layers
 from locedit.prompts import encode, gather_target_log_probs
 from locedit.tracing import trace
 
@@ -31,11 +31,11 @@ def test_every_registered_module_exists_and_its_hook_fires(model_type, gpt2_toke
     assert set(seen) == set(names)
     for name in names:
         assert seen[name].shape[:2] == ids.shape and seen[name].shape[-1] == model.config.hidden_size
-    weight = get_module(model, arch.down_proj(0)).weight
+    weight = model.get_submodule(arch.down_proj(0)).weight
     d_in = weight.shape[0] if arch.down_proj_transposed else weight.shape[1]
     assert all(k.shape == (*ids.shape, d_in) for k in keys.values())
-    assert get_module(model, arch.unembedding) is model.get_output_embeddings()
-    assert len(get_module(model, arch.layers)) == n
+    assert model.get_submodule(arch.unembedding) is model.get_output_embeddings()
+    assert len(model.get_submodule(arch.layers)) == n
 
 
 @pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
