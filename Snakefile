@@ -9,7 +9,8 @@ from locedit.editing import METHODS
 from locedit.models import model_slug, planned_num_layers
 from locedit.problems import PROBLEMS
 from locedit.stats import stats_folder_name
-from locedit.sweep import central_layers, stats_layers
+from locedit.summary import headline_from_summary
+from locedit.sweep import central_layers, edited_layers, stats_layers
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
@@ -32,6 +33,16 @@ try:  # planned from the config alone: no model is loaded to build the DAG
 except ValueError as err:
     sys.exit(f"locedit: {err}")
 STATS_LAYERS = stats_layers(config["editing"]["methods"], CENTRAL_LAYERS, N_LAYERS)
+ANALYSIS = config.get("analysis", {})
+CORRELATION_LAYER = ANALYSIS.get("correlation_layer")
+if CORRELATION_LAYER is None:
+    CORRELATION_LAYER = min(CENTRAL_LAYERS, key=lambda layer: abs(layer - (N_LAYERS - 1) / 2))
+FIG1_EDIT_LAYERS = {
+    METHODS[m].label: edited_layers(CORRELATION_LAYER, METHODS[m].window, N_LAYERS)
+    for m in ("rome", "memit")
+    if m in config["editing"]["methods"]
+}
+MLP_WINDOWS = sorted(config["tracing"]["windows"]) if "mlp" in config["tracing"]["kinds"] else []
 STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folder_name(config['stats'])}"
 
 
@@ -40,6 +51,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/tracing.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/editing.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
@@ -50,7 +62,11 @@ rule all:
         tracing_tables(),
         tracing_heatmaps(),
         rules.scores.output,
+        rules.regressions.output,
+        rules.figures.output,
 
 
 onsuccess:
-    print(f"locedit: results are in {RUN}/")
+    print(f"locedit: results are in {RUN}/ (summary: {RUN}/analysis/summary.md)")
+    if os.path.exists(rules.regressions.output.summary):
+        print("locedit: " + headline_from_summary(rules.regressions.output.summary))

@@ -50,6 +50,43 @@ def validate_config(config: dict[str, Any], schema_path: str | Path) -> dict[str
     noise = config.get("noise", {}) if isinstance(config, dict) else {}
     if isinstance(noise, dict) and noise.get("rule") == "constant" and not noise.get("value"):
         problems.append("noise: rule 'constant' needs noise.value (the σ to use)")
+    problems += _cross_checks(config)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
     return config
+
+
+def _cross_checks(config: dict[str, Any]) -> list[str]:
+    """Rules between keys that a schema cannot state."""
+    tracing, editing = config.get("tracing"), config.get("editing")
+    if not isinstance(tracing, dict) or not isinstance(editing, dict):
+        return []
+    window, windows, kinds = editing.get("effect_window"), tracing.get("windows", []), tracing.get("kinds", [])
+    if window is not None and ("mlp" not in kinds or window not in windows):
+        return [f"editing/effect_window {window}: the scores join the MLP tracing effect of that window; "
+                f"add mlp to tracing/kinds (now {kinds}) and {window} to tracing/windows (now {windows})"]
+    return []
+
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = SCHEMA.parents[2] / "config.yaml"
+
+
+def load_config(*overlays: str | Path) -> dict[str, Any]:
+    """config.yaml with each overlay deep-merged over it in turn (as ``--configfile`` does), validated.
+
+        >>> load_config("configs/smoke.yaml")["run"]                                  # doctest: +SKIP
+        'smoke'
+    """
+    config: dict[str, Any] = {}
+    for path in (DEFAULT_CONFIG, *overlays):
+        _deep_merge(config, yaml.safe_load(Path(path).read_text()) or {})
+    return validate_config(config, SCHEMA)
+
+
+def _deep_merge(base: dict, overlay: dict) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value

@@ -6,15 +6,20 @@ subject noise at its own subject tokens, drawn afresh from ``RandomState(seed)``
 prompt sees the same noise before and after an edit::
 
     >>> evaluate(model, tok, request).columns.tolist()                 # doctest: +SKIP
-    ['prompt_type', 'prompt_idx', 'prompt', 'p_target', 'p_baseline']
+    ['prompt_type', 'prompt_idx', 'prompt', 'p_target', 'p_baseline', 'ppl']
+
+A request with essence texts adds one row per text (``prompt_type`` ``essence``) whose ``ppl``
+is the text's perplexity (:mod:`locedit.essence`); ``ppl`` is NaN on the other rows.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from .essence import perplexities
 from .hooks import edit_outputs
 from .models import architecture_of
 from .noise import row_noise_hook
@@ -43,12 +48,19 @@ def evaluate(model: nn.Module, tok, request: EditRequest, seed: int = 1) -> pd.D
         edits[architecture_of(model).embedding] = row_noise_hook(ranges, request.noise, seed=seed)
     with edit_outputs(model, edits):
         probs = gather_target_log_probs(model, batch, encoded).exp().view(-1, 2).cpu().numpy()
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "prompt_type": [t for t, _, _ in prompts],
             "prompt_idx": [i for _, i, _ in prompts],
             "prompt": [p for _, _, p in prompts],
             "p_target": probs[:, 0],
             "p_baseline": probs[:, 1],
+            "ppl": np.nan,
         }
     )
+    if not request.essence:
+        return table
+    ppl = perplexities(model, tok, list(request.essence), request.subject, request.noise, seed)
+    essence = pd.DataFrame({"prompt_type": "essence", "prompt_idx": range(len(ppl)), "prompt": list(request.essence),
+                            "p_target": np.nan, "p_baseline": np.nan, "ppl": ppl})
+    return pd.concat([table, essence], ignore_index=True)

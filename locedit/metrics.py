@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 KEYS = ["method", "problem", "case_id", "layer"]
+ESSENCE_PPL_CAP = 5.0  # a perplexity rise of 5 or more scores 0 (paper App. B)
 
 
 def recovered(pre, post):
@@ -39,7 +40,8 @@ def prompt_scores(pre: pd.DataFrame, post: pd.DataFrame, minimize: dict[str, boo
     method and layer. ``minimize`` maps a problem to whether its target is minimised (erasure).
     """
     on = ["problem", "case_id", "prompt_type", "prompt_idx"]
-    both = post.merge(pre[on + ["p_target", "p_baseline"]], on=on, suffixes=("_post", "_pre"), validate="m:1")
+    values = [c for c in ("p_target", "p_baseline", "ppl") if c in pre and c in post]
+    both = post.merge(pre[on + values], on=on, suffixes=("_post", "_pre"), validate="m:1")
     if len(both) != len(post):
         raise ValueError("some post-edit rows have no pre-edit row: rerun the pre_edit rule")
     is_min = both.problem.map(minimize).astype(bool)
@@ -57,7 +59,11 @@ def prompt_scores(pre: pd.DataFrame, post: pd.DataFrame, minimize: dict[str, boo
 def edit_scores(prompts: pd.DataFrame, first_prompt_only: bool = False) -> pd.DataFrame:
     """One row per (method, problem, case, layer): rewrite / paraphrase / neighborhood scores
     (averaged over prompts of each type, or the first prompt only as the reference code did), the
-    overall score (their mean, the paper's), their harmonic mean, and the ROME success metrics."""
+    overall score (their mean, the paper's), their harmonic mean, and the ROME success metrics.
+    With essence rows: the mean perplexity of the essence texts before and after, their difference
+    and ``essence_score = 1 − clamp(diff, 0, 5)/5`` (paper-spec §8.4)."""
+    essence = prompts[prompts.prompt_type == "essence"]
+    prompts = prompts[prompts.prompt_type != "essence"]
     if first_prompt_only:
         prompts = prompts[prompts.prompt_idx == 0]
     wide = prompts.pivot_table(index=KEYS, columns="prompt_type", values=["score", "success", "diff"], aggfunc="mean")
@@ -69,4 +75,9 @@ def edit_scores(prompts: pd.DataFrame, first_prompt_only: bool = False) -> pd.Da
     parts = out[["rewrite_score", "paraphrase_score", "neighborhood_score"]]
     out["overall_score"] = parts.mean(axis=1)
     out["harmonic_score"] = len(parts.columns) / (1 / parts.clip(lower=1e-12)).sum(axis=1)
+    if len(essence):
+        ppl = essence.groupby(KEYS)[["ppl_pre", "ppl_post"]].mean()
+        out["essence_ppl_pre"], out["essence_ppl_post"] = ppl.ppl_pre, ppl.ppl_post
+        out["essence_ppl_diff"] = out.essence_ppl_post - out.essence_ppl_pre
+        out["essence_score"] = 1 - out.essence_ppl_diff.clip(0, ESSENCE_PPL_CAP) / ESSENCE_PPL_CAP
     return out.reset_index()

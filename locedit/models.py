@@ -45,6 +45,7 @@ class Architecture:
     final_norm: str
     unembedding: str
     down_proj_transposed: bool = False  # GPT-2's Conv1D stores weight as [in, out]
+    post_mlp_norm_template: str | None = None  # a norm between the MLP output and the residual add (Gemma)
 
     @property
     def layers(self) -> str:
@@ -63,6 +64,10 @@ class Architecture:
     def down_proj(self, i: int) -> str:
         return self.down_proj_template.format(i)
 
+    def post_mlp_norm(self, i: int) -> str | None:
+        """The norm applied to the MLP output before it joins the residual stream, if the family has one."""
+        return self.post_mlp_norm_template.format(i) if self.post_mlp_norm_template else None
+
     def module_for(self, kind: str, i: int) -> str:
         """The module whose output a trace of ``kind`` (hidden / mlp / attn) restores at layer ``i``."""
         try:
@@ -71,7 +76,7 @@ class Architecture:
             raise ValueError(f"unknown trace kind {kind!r}; use one of hidden, mlp, attn") from None
 
 
-def _llama_like(model_type: str) -> Architecture:
+def _llama_like(model_type: str, **extra) -> Architecture:
     return Architecture(
         model_type=model_type,
         embedding="model.embed_tokens",
@@ -81,6 +86,7 @@ def _llama_like(model_type: str) -> Architecture:
         down_proj_template="model.layers.{}.mlp.down_proj",
         final_norm="model.norm",
         unembedding="lm_head",
+        **extra,
     )
 
 
@@ -118,7 +124,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "llama": _llama_like("llama"),
     "qwen2": _llama_like("qwen2"),
-    "gemma3_text": _llama_like("gemma3_text"),
+    "gemma3_text": _llama_like("gemma3_text", post_mlp_norm_template="model.layers.{}.post_feedforward_layernorm"),
 }
 
 

@@ -37,6 +37,11 @@ class Problem:
     noised: bool = False
     min_p_true: float = 0.0
 
+    @property
+    def label(self) -> str:
+        """``"Error Injection"`` for ``error_injection``: for tables and figure titles."""
+        return self.name.replace("_", " ").title()
+
 
 PROBLEMS: dict[str, Problem] = {
     p.name: p
@@ -63,6 +68,7 @@ class EditRequest:
     noise: float | None = None  # σ of subject noise during the edit and its evaluation (fact forcing)
     paraphrases: tuple[str, ...] = field(default_factory=tuple)
     neighborhood: tuple[str, ...] = field(default_factory=tuple)
+    essence: tuple[str, ...] = field(default_factory=tuple)  # texts whose perplexity is tracked (App. B)
 
 
 def request_for(case: Any, problem: Problem, noised_targets: Any, eos: str, sigma: float | None = None) -> EditRequest:

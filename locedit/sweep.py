@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -80,17 +81,25 @@ def shard(table: pd.DataFrame, index: int, count: int) -> pd.DataFrame:
     return table.iloc[index::count]
 
 
-def requests(cases: pd.DataFrame, problem: str, noised: pd.DataFrame | None, eos: str, sigma: float):
+def requests(cases: pd.DataFrame, problem: str, noised: pd.DataFrame | None, eos: str, sigma: float,
+             essence: pd.DataFrame | None = None):
+    """The edit request of ``problem`` for each case; with ``essence`` (case_id, text_idx, text), its texts."""
     by_id = noised.set_index("case_id") if noised is not None else None
+    texts = essence.sort_values("text_idx").groupby("case_id").text.agg(tuple) if essence is not None else None
     for case in cases.itertuples():
         row = by_id.loc[case.case_id] if by_id is not None else None
-        yield request_for(case, PROBLEMS[problem], row, eos, sigma)
+        request = request_for(case, PROBLEMS[problem], row, eos, sigma)
+        if texts is not None:
+            if case.case_id not in texts.index:
+                raise KeyError(f"case_id {case.case_id} has no essence texts: rerun the essence_texts rule")
+            request = replace(request, essence=texts[case.case_id])
+        yield request
 
 
-def pre_edit_table(model, tok, cases, problem, noised, sigma, seed=1) -> pd.DataFrame:
+def pre_edit_table(model, tok, cases, problem, noised, sigma, seed=1, essence=None) -> pd.DataFrame:
     """Unedited probabilities of every evaluated prompt, once per (case, problem)."""
     parts = []
-    for req in tqdm(list(requests(cases, problem, noised, tok.eos_token, sigma)), desc=f"pre-edit {problem}",
+    for req in tqdm(list(requests(cases, problem, noised, tok.eos_token, sigma, essence)), desc=f"pre-edit {problem}",
                     unit="case", mininterval=10):
         parts.append(evaluate(model, tok, req, seed).assign(case_id=req.case_id, problem=problem,
                                                            target=req.target, baseline=req.baseline))
@@ -99,14 +108,14 @@ def pre_edit_table(model, tok, cases, problem, noised, sigma, seed=1) -> pd.Data
 
 def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noised, sigma: float,
                  layers: list[int], hparams: dict, stats, templates: dict | None, checkpoint: CaseCheckpoint,
-                 seed: int = 1) -> None:
+                 seed: int = 1, essence: pd.DataFrame | None = None) -> None:
     """Edit, evaluate and restore every (case, layer); each finished case goes to ``checkpoint``."""
     spec = METHODS[method]
     n_layers = model.config.num_hidden_layers
     todo = set(checkpoint.todo(cases.case_id.tolist()))
     log.info("%s/%s: %d cases x %d layers, %d already done", method, problem, len(todo), len(layers),
              len(cases) - len(todo))
-    chosen = [r for r in requests(cases, problem, noised, tok.eos_token, sigma) if r.case_id in todo]
+    chosen = [r for r in requests(cases, problem, noised, tok.eos_token, sigma, essence) if r.case_id in todo]
     method_templates = templates[spec.templates] if spec.templates else None
     for req in tqdm(chosen, desc=f"edit {method}/{problem}", unit="case", mininterval=10):
         parts = []

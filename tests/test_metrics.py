@@ -56,3 +56,17 @@ def test_tracing_effect_is_max_fraction_over_traced_tokens():
     np.testing.assert_allclose(eff.max_fraction_restored, [0.5, 1.0])
     np.testing.assert_allclose(eff.last_subject_fraction, [0.0, 1.0])
     np.testing.assert_allclose(eff.last_subject_effect, [0.0, 0.4])
+
+
+def test_essence_score_from_perplexity_rise():
+    pre, post = frames()
+    essence = [("essence", 0, 10.0, 12.0), ("essence", 1, 20.0, 30.0)]  # mean rise (2 + 10) / 2 = 6 > cap
+    keys = dict(problem="error_injection", case_id=1)
+    pre = pd.concat([pre, pd.DataFrame([{**keys, "prompt_type": t, "prompt_idx": i, "ppl": a} for t, i, a, _ in essence])])
+    post = pd.concat([post, pd.DataFrame([{**keys, "method": "rome", "layer": 3, "prompt_type": t, "prompt_idx": i,
+                                           "ppl": b} for t, i, _, b in essence])])
+    row = edit_scores(prompt_scores(pre, post, {"error_injection": False})).iloc[0]
+    assert row.essence_ppl_diff == pytest.approx(6.0) and row.essence_score == 0.0
+    assert row.rewrite_score == pytest.approx(5 / 9)  # essence rows do not leak into the other scores
+    post.loc[post.prompt_type == "essence", "ppl"] = [11.0, 20.0]  # mean rise 0.5
+    assert edit_scores(prompt_scores(pre, post, {"error_injection": False})).iloc[0].essence_score == pytest.approx(0.9)

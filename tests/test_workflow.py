@@ -70,8 +70,31 @@ def test_smoke_workflow_edits_every_method_and_problem(smoke_run):
     stats = list((results.parent.parent / "resources" / "stats").rglob("mom2_layer*.pt"))
     assert {p.name for p in stats} >= {f"mom2_layer{i}.pt" for i in (2, 3, 4, 5, 6, 10, 11, 12, 13, 14)}
     post = pd.read_parquet(results / "editing" / "rome" / "error_injection" / "shard0.parquet")
-    assert set(post.prompt_type) == {"rewrite", "paraphrase", "neighborhood"}
-    assert len(post) == 2 * 2 * 13  # cases x layers x prompts
+    assert set(post.prompt_type) == {"rewrite", "paraphrase", "neighborhood", "essence"}
+    assert len(post) == 2 * 2 * (13 + 2)  # cases x layers x (prompts + essence texts)
+    assert scores.essence_score.between(0, 1).all() and (scores.essence_ppl_pre > 1).all()
+
+
+@pytest.mark.workflow
+def test_smoke_workflow_analysis_and_report(smoke_run):
+    results, done = smoke_run
+    r2 = pd.read_csv(results / "analysis" / "r2.csv")
+    assert set(r2.metric) == {"rewrite", "paraphrase", "neighborhood", "overall", "essence"}
+    assert len(r2.groupby(["method", "problem"])) == 20
+    assert r2.r2_layer.between(0, 1).all()
+    summary = (results / "analysis" / "summary.md").read_text()
+    assert "## Table 3 — rewrite score" in summary and "| Error Injection |" in summary
+    assert ".947/.016/.948/.001" in summary  # the paper's cell beside ours
+    assert "locedit: ROME error injection, rewrite score: R² layer" in done.stdout + done.stderr
+    figures = sorted((results / "analysis" / "figures").glob("*.png"))
+    assert len(figures) == 9
+    for png in figures:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png.name
+    report = results.parent.parent / "report.html"
+    made = snakemake(results.parent.parent, "--report", str(report))
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert report.stat().st_size > 10_000
 
 
 @pytest.mark.workflow

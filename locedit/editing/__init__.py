@@ -23,11 +23,12 @@ class Method:
     defaults: dict
     templates: str | None = None  # which context templates it needs
     needs_stats: bool = False
+    label: str = ""  # for tables and figures
 
 
 METHODS: dict[str, Method] = {
-    "ft1": Method("ft1", 1, finetune, FT_DEFAULTS),
-    "ft5": Method("ft5", 5, finetune, FT_DEFAULTS),
-    "rome": Method("rome", 1, rome, ROME_DEFAULTS, templates="rome", needs_stats=True),
-    "memit": Method("memit", 5, memit, MEMIT_DEFAULTS, templates="memit", needs_stats=True),
+    "ft1": Method("ft1", 1, finetune, FT_DEFAULTS, label="FT-1"),
+    "ft5": Method("ft5", 5, finetune, FT_DEFAULTS, label="FT-5"),
+    "rome": Method("rome", 1, rome, ROME_DEFAULTS, templates="rome", needs_stats=True, label="ROME"),
+    "memit": Method("memit", 5, memit, MEMIT_DEFAULTS, templates="memit", needs_stats=True, label="MEMIT"),
 }

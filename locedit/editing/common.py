@@ -61,21 +61,38 @@ def noise_for(request: EditRequest, rows: PromptBatch, rng: np.random.RandomStat
     return {embedding: row_noise_hook(rows.subject_ranges, request.noise, rng=rng)}
 
 
+NOISED_STATE_SAMPLES = 10  # noise draws averaged for keys and outputs under fact forcing
+
+
 @torch.no_grad()
-def keys_at_subject(model: nn.Module, rows: PromptBatch, layer: int) -> torch.Tensor:
-    """Input of the down-projection of ``layer`` at each row's last subject token, [rows, d_k]."""
+def keys_at_subject(model: nn.Module, rows: PromptBatch, layer: int, noise: float | None = None) -> torch.Tensor:
+    """Input of the down-projection of ``layer`` at each row's last subject token, [rows, d_k].
+
+    With ``noise`` (fact forcing), the mean over :data:`NOISED_STATE_SAMPLES` draws of subject
+    noise at each row's own subject tokens: the edit must act on the keys the noised prompt has.
+    """
     name = architecture_of(model).down_proj(layer)
-    with capture_inputs(model, [name]) as seen:
-        model.base_model(**rows.batch, use_cache=False)
-    return seen[name][torch.arange(len(rows.lookup)), rows.lookup].float()
+    return _at_subject(model, rows, name, capture_inputs, noise)
 
 
 @torch.no_grad()
-def output_at_subject(model: nn.Module, rows: PromptBatch, module: str) -> torch.Tensor:
-    """Output of ``module`` at each row's last subject token, [rows, d]."""
-    with capture_outputs(model, [module]) as seen:
-        model.base_model(**rows.batch, use_cache=False)
-    return seen[module][torch.arange(len(rows.lookup)), rows.lookup].float()
+def output_at_subject(model: nn.Module, rows: PromptBatch, module: str, noise: float | None = None) -> torch.Tensor:
+    """Output of ``module`` at each row's last subject token, [rows, d] (noise: as :func:`keys_at_subject`)."""
+    return _at_subject(model, rows, module, capture_outputs, noise)
+
+
+def _at_subject(model: nn.Module, rows: PromptBatch, module: str, capture, noise: float | None) -> torch.Tensor:
+    copies = 1 if noise is None else NOISED_STATE_SAMPLES
+    batch = {k: v.repeat(copies, 1) for k, v in rows.batch.items()}
+    lookup = rows.lookup.repeat(copies)
+    edits = {}
+    if noise is not None:
+        edits[architecture_of(model).embedding] = row_noise_hook(rows.subject_ranges * copies, noise,
+                                                                 rng=np.random.RandomState(1))
+    with capture(model, [module]) as seen, edit_outputs(model, edits):
+        model.base_model(**batch, use_cache=False)
+    states = seen[module][torch.arange(len(lookup)), lookup].float()
+    return states.view(copies, len(rows.lookup), -1).mean(0)
 
 
 @contextmanager

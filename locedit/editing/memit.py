@@ -7,6 +7,12 @@ window (paper-spec §6.6).
 For each edited layer i (ascending, earlier updates already in place): k = mean key over the
 template groups, r = z − h(z_layer), resid = r / (layers left), ΔWᵢ = resid ⊗ adj with
 adj = (λC + kkᵀ)⁻¹k, which for a single key is C⁻¹k / (λ + kᵀC⁻¹k) (Sherman–Morrison).
+
+Families with a norm between the MLP output and the residual add (Gemma's
+post_feedforward_layernorm) need the residual change mapped back through that norm first:
+ΔWᵢk must move the down-projection output m by the Δm with norm(m + Δm) = norm(m) + resid
+(:func:`through_post_mlp_norm`), not by resid itself. The reference code (GPT-2 / GPT-J, no such
+norm) has no counterpart; without it MEMIT barely edits Gemma.
 """
 
 from __future__ import annotations
@@ -45,6 +51,30 @@ def solve_adjustment(c: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tens
     return torch.linalg.solve(lam * c + torch.outer(k, k), k)
 
 
+def through_post_mlp_norm(norm: nn.Module, m: torch.Tensor, resid: torch.Tensor, iterations: int = 5,
+                          rtol: float = 1e-3) -> torch.Tensor:
+    """Δm with ``norm(m + Δm) ≈ norm(m) + resid``, by Gauss–Newton with a truncated pseudo-inverse.
+
+    An RMS norm's output has a fixed scale and near-zero gains on some coordinates, so not every
+    residual change is reachable; the truncation (singular values below ``rtol``·σ_max dropped)
+    returns the least-squares, smallest Δm instead of blowing up.
+
+        >>> norm = torch.nn.LayerNorm(4, elementwise_affine=False)
+        >>> m = torch.tensor([1.0, -2.0, 0.5, 0.5]); wanted = norm(torch.tensor([1.0, -1.0, 2.0, -2.0])) - norm(m)
+        >>> torch.allclose(norm(m + through_post_mlp_norm(norm, m, wanted)), norm(m) + wanted, atol=1e-4)
+        True
+    """
+    m, resid = m.detach().float(), resid.detach().float()
+    with torch.no_grad():
+        target = norm(m) + resid
+    dm = torch.zeros_like(m)
+    for _ in range(iterations):
+        jac = torch.autograd.functional.jacobian(lambda x: norm(x), m + dm)
+        with torch.no_grad():
+            dm = dm + torch.linalg.pinv(jac, rtol=rtol) @ (target - norm(m + dm))
+    return dm
+
+
 def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparams: dict, stats,
           templates: list[list[str]]) -> Deltas:
     """Weight deltas of the down-projections of ``layers`` (ascending)."""
@@ -60,17 +90,23 @@ def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparam
         steps=hp["v_steps"], lr=hp["v_lr"], kl_factor=hp["kl_factor"], weight_decay=hp["v_weight_decay"],
         clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
     )
-    z = h0 + delta
     plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
+    if request.noise is not None:  # δ on the mean noised state, as the keys below
+        h0 = output_at_subject(model, plain, arch.layer(z_layer), request.noise)[0]
+    z = h0 + delta
     template_rows = prompt_batch(tok, texts, request.subject, None, device)
     sizes = [len(group) for group in templates]
     names = [arch.down_proj(i) + ".weight" for i in layers]
     with preserved(model, names):
         originals = {n: model.get_parameter(n).detach().clone() for n in names}
         for idx, layer in enumerate(layers):
-            keys = keys_at_subject(model, template_rows, layer)
+            keys = keys_at_subject(model, template_rows, layer, request.noise)
             k = torch.stack([g.mean(0) for g in torch.split(keys, sizes)]).mean(0)
-            resid = (z - output_at_subject(model, plain, arch.layer(z_layer))[0]) / (len(layers) - idx)
+            resid = (z - output_at_subject(model, plain, arch.layer(z_layer), request.noise)[0]) / (len(layers) - idx)
+            norm_name = arch.post_mlp_norm(layer)
+            if norm_name is not None:
+                m = output_at_subject(model, plain, arch.down_proj(layer), request.noise)[0]
+                resid = through_post_mlp_norm(model.get_submodule(norm_name), m, resid)
             adj = sherman_morrison_adjustment(stats.inverse(layer).to(device), k, hp["mom2_update_weight"])
             update = transposed_if_needed(model, torch.outer(resid, adj.float()))
             with torch.no_grad():

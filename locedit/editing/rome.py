@@ -48,7 +48,7 @@ def rome_update(model: nn.Module, tok, request: EditRequest, layer: int, hparams
     arch = architecture_of(model)
     device = next(model.parameters()).device
     texts = [t.replace("{}", request.prompt) for t in templates]
-    keys = keys_at_subject(model, prompt_batch(tok, texts, request.subject, None, device), layer)
+    keys = keys_at_subject(model, prompt_batch(tok, texts, request.subject, None, device), layer, request.noise)
     c_inv = stats.inverse(layer).to(device)
     u = (c_inv @ keys.mean(0).to(c_inv.dtype)).float()
     u = u / u.norm()
@@ -59,9 +59,9 @@ def rome_update(model: nn.Module, tok, request: EditRequest, layer: int, hparams
         clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
     )
     plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
-    k_star = keys_at_subject(model, plain, layer)[0]
-    m = output_at_subject(model, plain, arch.down_proj(layer))[0]
-    v_star = v0 + delta
+    k_star = keys_at_subject(model, plain, layer, request.noise)[0]
+    m = output_at_subject(model, plain, arch.down_proj(layer), request.noise)[0]
+    v_star = (m if request.noise is not None else v0) + delta  # under noise: δ on the mean noised output
     right = (v_star - m) / torch.dot(k_star, u)
     return RankOneUpdate(k_star, v_star, u, transposed_if_needed(model, torch.outer(right, u)))
 

@@ -17,6 +17,15 @@ def tracing_heatmaps():
     )
 
 
+def figure(name, caption):
+    """A PNG under analysis/figures/, in the report with workflow/report/{caption}.rst."""
+    return report(
+        f"{RUN}/analysis/figures/{name}",
+        caption=f"../report/{caption}.rst",
+        category="Figures",
+    )
+
+
 def edit_outputs():
     return expand(
         f"{RUN}/editing/{{method}}/{{problem}}/shard{{shard}}.parquet",
@@ -39,4 +48,11 @@ def edit_inputs(wildcards):
         inputs["stats"] = expand(f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS)
     if METHODS[wildcards.method].templates:
         inputs["templates"] = f"{RUN}/editing/context_templates.json"
-    return inputs
+    return {**inputs, **essence_input(wildcards)}
+
+
+def essence_input(wildcards):
+    """The sampled essence texts, when ``editing.essence.enabled``."""
+    if config["editing"].get("essence", {}).get("enabled"):
+        return {"essence": f"{RUN}/editing/essence_texts.parquet"}
+    return {}

@@ -36,8 +36,27 @@ rule noised_targets:
         "../scripts/noised_targets.py"
 
 
+rule essence_texts:
+    input:
+        model=MODEL_DIR,
+        cases=rules.select_cases.output[0],
+        correctness=rules.check_correctness.output[0],
+    output:
+        f"{RUN}/editing/essence_texts.parquet",
+    params:
+        editing=config["editing"],
+    threads: 2
+    log:
+        f"{LOGS}/essence_texts.log",
+    benchmark:
+        f"{BENCH}/essence_texts.tsv"
+    script:
+        "../scripts/essence_texts.py"
+
+
 rule pre_edit:
     input:
+        unpack(essence_input),
         model=MODEL_DIR,
         cases=rules.select_cases.output[0],
         correctness=rules.check_correctness.output[0],

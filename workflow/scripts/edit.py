@@ -15,13 +15,14 @@ with job(snakemake) as cfg:
     cases = shard(cases, index, opts["shards"])
     hparams = hparams_for(opts, method, problem)
     settings = {"hparams": hparams, "layers": snakemake.params.layers, "sigma": sigma, "model": cfg["model"]["name"],
-                "dtype": cfg["model"]["dtype"], "seed": opts["seed"]}
+                "dtype": cfg["model"]["dtype"], "seed": opts["seed"], "essence": opts.get("essence")}
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     if checkpoint.todo(cases.case_id.tolist()):
         model, tok = job_model(snakemake.input.model, cfg)
         stats = KeyStats(snakemake.input.stats[0].rsplit("/", 1)[0] if "stats" in snakemake.input.keys() else None)
         templates = read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None
+        essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
         run_edit_job(model, tok, method, problem, cases, pd.read_parquet(snakemake.input.noised), sigma,
-                     snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"])
+                     snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"], essence)
     checkpoint.merge(cases.case_id.tolist(), snakemake.output[0],
                      {"model": cfg["model"]["name"], "run": cfg["run"], "shard": index})

@@ -12,5 +12,7 @@ with job(snakemake) as cfg:
     cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
                            problem, opts["max_cases"])
     model, tok = job_model(snakemake.input.model, cfg)
-    table = pre_edit_table(model, tok, cases, problem, pd.read_parquet(snakemake.input.noised), sigma, opts["seed"])
+    essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
+    table = pre_edit_table(model, tok, cases, problem, pd.read_parquet(snakemake.input.noised), sigma, opts["seed"],
+                           essence)
     write_parquet(table, snakemake.output[0], {"model": cfg["model"]["name"], "run": cfg["run"]})

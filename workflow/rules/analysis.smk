@@ -1,0 +1,57 @@
+# Analysis: regressions with the paper's tables beside them, figures, report captions.
+
+
+rule regressions:
+    input:
+        scores=rules.scores.output[0],
+        trace=f"{RUN}/tracing/mlp_w{config['editing']['effect_window']}.parquet",
+    output:
+        r2=report(f"{RUN}/analysis/r2.csv", caption="../report/r2.rst", category="Regressions"),
+        concentrated=report(
+            f"{RUN}/analysis/r2_concentrated.csv",
+            caption="../report/r2_concentrated.rst",
+            category="Regressions",
+        ),
+        summary=report(
+            f"{RUN}/analysis/summary.md", caption="../report/summary.rst", category="Regressions"
+        ),
+    params:
+        correlation_layer=CORRELATION_LAYER,
+        effect=ANALYSIS.get("effect", "max_fraction_restored"),
+    log:
+        f"{LOGS}/regressions.log",
+    benchmark:
+        f"{BENCH}/regressions.tsv"
+    script:
+        "../scripts/regressions.py"
+
+
+rule figures:
+    input:
+        scores=rules.scores.output[0],
+        r2=rules.regressions.output.r2,
+        traces=expand(f"{RUN}/tracing/mlp_w{{window}}.parquet", window=MLP_WINDOWS),
+    output:
+        fig1=figure("fig1_peak_layer.png", "fig1"),
+        fig2=figure("fig2_heatmap.png", "fig2"),
+        fig4=figure("fig4_rewrite_vs_tracing.png", "fig4"),
+        fig6=figure("fig6_r2_bars.png", "fig6"),
+        by_layer_rewrite=figure("fig7_rewrite_by_layer.png", "by_layer"),
+        by_layer_paraphrase=figure("fig8_paraphrase_by_layer.png", "by_layer"),
+        by_layer_neighborhood=figure("fig9_neighborhood_by_layer.png", "by_layer"),
+        by_layer_overall=figure("fig9b_overall_by_layer.png", "by_layer"),
+        fig10=figure("fig10_tracing_by_layer.png", "fig10"),
+    params:
+        windows=MLP_WINDOWS,
+        effect_window=config["editing"]["effect_window"],
+        n_layers=N_LAYERS,
+        edit_layers=FIG1_EDIT_LAYERS,
+        correlation_layer=CORRELATION_LAYER,
+        heatmap_case=ANALYSIS.get("heatmap_case"),
+        effect=ANALYSIS.get("effect", "max_fraction_restored"),
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCH}/figures.tsv"
+    script:
+        "../scripts/figures.py"
