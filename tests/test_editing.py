@@ -1,13 +1,14 @@
 """Editing methods on tiny random models: the algebra each method promises, exact restores."""
 
 import hashlib
+import importlib
 
 import pytest
 import torch
 
 from locedit.editing import METHODS
 from locedit.editing.apply import applied
-from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment
+from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm
 from locedit.editing.rome import rome_update
 from locedit.evaluation import evaluate
 from locedit.hooks import capture_outputs
@@ -114,3 +115,46 @@ def test_fact_forcing_evaluation_noises_only_prompts_with_the_subject(setup):
     assert (noised.p_target.to_numpy() == again.p_target.to_numpy()).all()  # same noise pre and post
     by_type = dict(zip(noised.prompt_type, noised.p_target != clean.p_target))
     assert by_type["rewrite"] and by_type["paraphrase"] and not by_type["neighborhood"]
+
+
+def test_residual_change_maps_through_gemmas_post_mlp_norm():
+    model = tiny_model("gemma3_text")
+    name = architecture_of(model).post_mlp_norm(1)
+    assert name == "model.layers.1.post_feedforward_layernorm" and architecture_of(tiny_model("gpt2")).post_mlp_norm(1) is None
+    norm = model.get_submodule(name)
+    torch.manual_seed(3)
+    m, other = torch.randn(32), torch.randn(32)
+    with torch.no_grad():
+        wanted = norm(m + 0.3 * (other - m)) - norm(m)  # a reachable change of the residual contribution
+        dm = through_post_mlp_norm(norm, m, wanted)
+        torch.testing.assert_close(norm(m + dm) - norm(m), wanted, rtol=1e-3, atol=1e-4)
+        assert (norm(m + wanted) - norm(m) - wanted).norm() > 10 * (norm(m + dm) - norm(m) - wanted).norm()
+
+
+def test_memit_moves_the_residual_to_z_on_gemma(setup):
+    model, tok, stats = setup
+    if architecture_of(model).post_mlp_norm(0) is None:
+        pytest.skip("only families with a post-MLP norm")
+    arch = architecture_of(model)
+    captured = {}
+    memit_module = importlib.import_module("locedit.editing.memit")
+
+    original = memit_module.optimize_site_delta
+
+    def spy(*args, **kwargs):
+        captured["h0"], captured["delta"] = original(*args, **kwargs)
+        return captured["h0"], captured["delta"]
+
+    memit_module.optimize_site_delta = spy
+    try:
+        deltas = METHODS["memit"].edit(model, tok, REQUEST, [1, 2], {"v_steps": 5, "mom2_update_weight": 1e-3},
+                                       stats, TEMPLATES["memit"])
+    finally:
+        memit_module.optimize_site_delta = original
+    from locedit.editing.common import output_at_subject, prompt_batch
+
+    plain = prompt_batch(tok, [REQUEST.prompt], REQUEST.subject, None, "cpu")
+    with applied(model, deltas):
+        moved = output_at_subject(model, plain, arch.layer(2))[0] - captured["h0"]
+    miss = ((moved - captured["delta"]).norm() / captured["delta"].norm()).item()
+    assert miss < 0.5  # 0.35 here; 0.69 without mapping through the norm (keys are template means)
