@@ -90,7 +90,7 @@ rule edit:
         method="|".join(METHOD_NAMES),
         problem="|".join(PROBLEM_NAMES),
         shard=r"\d+",
-    threads: 2
+    threads: config["editing"].get("threads", 1)
     log:
         f"{LOGS}/edit_{{method}}_{{problem}}_shard{{shard}}.log",
     benchmark:
