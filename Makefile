@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile config.yaml
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --configfile config.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

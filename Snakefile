@@ -10,6 +10,7 @@ from locedit.models import model_slug, planned_num_layers
 from locedit.problems import PROBLEMS
 from locedit.stats import stats_folder_name
 from locedit.summary import headline_from_summary
+from locedit.tracing import check_windows
 from locedit.sweep import central_layers, edited_layers, stats_layers
 
 
@@ -17,9 +18,16 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 try:
-    validate_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    validate_config(
+        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    )
 except ConfigError as err:
     sys.exit(f"locedit: {err}")
+
+# scripts import locedit from this checkout, also inside a --sdm conda environment (set here,
+# not asserted with envvars: the user need not define it)
+_paths = [workflow.basedir, os.environ.get("PYTHONPATH")]
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _paths if p))
 
 RUN = f"results/{config['run']}"
 MODEL_DIR = f"resources/models/{model_slug(config['model']['name'])}"
@@ -30,19 +38,24 @@ PROBLEM_NAMES = list(PROBLEMS)
 try:  # planned from the config alone: no model is loaded to build the DAG
     N_LAYERS = planned_num_layers(config["model"])
     CENTRAL_LAYERS = central_layers(config["editing"]["layers"], N_LAYERS)
+    check_windows(config["tracing"]["windows"], N_LAYERS)
 except ValueError as err:
     sys.exit(f"locedit: {err}")
 STATS_LAYERS = stats_layers(config["editing"]["methods"], CENTRAL_LAYERS, N_LAYERS)
 ANALYSIS = config.get("analysis", {})
 CORRELATION_LAYER = ANALYSIS.get("correlation_layer")
 if CORRELATION_LAYER is None:
-    CORRELATION_LAYER = min(CENTRAL_LAYERS, key=lambda layer: abs(layer - (N_LAYERS - 1) / 2))
+    CORRELATION_LAYER = min(
+        CENTRAL_LAYERS, key=lambda layer: abs(layer - (N_LAYERS - 1) / 2)
+    )
 FIG1_EDIT_LAYERS = {
     METHODS[m].label: edited_layers(CORRELATION_LAYER, METHODS[m].window, N_LAYERS)
     for m in ("rome", "memit")
     if m in config["editing"]["methods"]
 }
-MLP_WINDOWS = sorted(config["tracing"]["windows"]) if "mlp" in config["tracing"]["kinds"] else []
+MLP_WINDOWS = (
+    sorted(config["tracing"]["windows"]) if "mlp" in config["tracing"]["kinds"] else []
+)
 STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folder_name(config['stats'])}"
 
 
@@ -67,6 +80,7 @@ rule all:
 
 
 onsuccess:
-    print(f"locedit: results are in {RUN}/ (summary: {RUN}/analysis/summary.md)")
-    if os.path.exists(rules.regressions.output.summary):
-        print("locedit: " + headline_from_summary(rules.regressions.output.summary))
+    summary = rules.regressions.output.summary
+    print(f"locedit: results are in {RUN}/ (summary: {summary})")
+    if os.path.exists(summary):
+        print(f"locedit: {headline_from_summary(summary)}")

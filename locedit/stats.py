@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from .models import architecture_of
 from .prompts import pad_batch
 
 BUNDLED_WIKI = "bundled-wiki"
+
+log = logging.getLogger("locedit")
 
 
 def corpus_texts(corpus: str, n_samples: int | None = None, seed: int = 1) -> list[str]:
@@ -116,6 +119,7 @@ def collect_second_moments(
         saved = SecondMoments.from_state_dict(torch.load(checkpoint, map_location="cpu"))
         if saved.meta == meta:  # a checkpoint of other settings is ignored (and overwritten)
             moments = saved
+            log.info("resuming from %s: %d of %d texts done", checkpoint, saved.n_texts, len(texts))
     top = model.get_submodule(arch.layer(max(layers)))
 
     def stop(*_):  # nothing above the highest needed layer is computed

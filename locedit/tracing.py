@@ -48,6 +48,22 @@ def layer_window(layer: int, window: int, n_layers: int) -> range:
     return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
 
 
+def check_windows(windows: list[int], n_layers: int) -> None:
+    """Stop a config whose tracing windows exceed the model's layers (every window would be clipped
+    to the whole model, silently).
+
+    >>> check_windows([10, 5], 18)
+    >>> check_windows([30], 18)
+    Traceback (most recent call last):
+    ...
+    ValueError: tracing.windows [30] are larger than the model's 18 layers; use windows of at most 18
+    """
+    too_big = [w for w in windows if w > n_layers]
+    if too_big:
+        raise ValueError(f"tracing.windows {too_big} are larger than the model's {n_layers} layers; "
+                         f"use windows of at most {n_layers}")
+
+
 @dataclass
 class TraceResult:
     """Restored probabilities of one (prompt, kind, window).

@@ -1,21 +1,33 @@
 """Snakemake end to end on configs/smoke.yaml (the embedded model, 3 cases), in a fresh folder."""
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(REPO / "configs" / "smoke.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def snakemake_command(workdir: Path, *args: str, configfiles: tuple[str, ...] = ()) -> list[str]:
+    """The smoke run's command line (configs/smoke.yaml, then ``configfiles`` over it) in ``workdir``."""
+    return [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(REPO / "configs" / "smoke.yaml"), *configfiles, "--cores", "2", *args]
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def snakemake(workdir: Path, *args: str, configfiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_command(workdir, *args, configfiles=configfiles), capture_output=True, text=True,
+                          env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +122,90 @@ def test_unknown_config_key_stops_the_workflow(tmp_path):
     done = snakemake(tmp_path, "-n", "--config", "tracng=1")
     assert done.returncode != 0
     assert "unknown key 'tracng' at top level (did you mean 'tracing'?)" in done.stdout + done.stderr
+
+
+TIMING = ["edit_s", "eval_s"]
+
+
+def tables(results: Path) -> dict[str, pd.DataFrame]:
+    """Every tracing and editing table of a run, without wall-time columns."""
+    paths = sorted(results.glob("tracing/*.parquet")) + sorted(results.glob("editing/**/*.parquet"))
+    paths.append(results / "scores.parquet")
+    return {str(p.relative_to(results)): pd.read_parquet(p).drop(columns=TIMING, errors="ignore") for p in paths}
+
+
+@pytest.mark.workflow
+def test_jobs_as_separate_submitted_processes_reproduce_every_table(smoke_run, tmp_path):
+    """Process isolation and determinism at once: every job is submitted as its own process (the
+    cluster-generic executor with a local submit command), and the tables equal the first run's."""
+    results, _ = smoke_run
+    workdir = tmp_path / "isolated"
+    (workdir / "resources").mkdir(parents=True)
+    (workdir / "resources" / "models").symlink_to(REPO / "resources" / "models")
+    done = snakemake(workdir, "--executor", "cluster-generic", "--cluster-generic-submit-cmd",
+                     str(REPO / "tests" / "local_submit.sh"), "--jobs", "1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "cluster-generic" in done.stdout + done.stderr
+    first, second = tables(results), tables(workdir / "results" / "smoke")
+    assert first.keys() == second.keys() and len(first) > 20
+    for name in first:
+        pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
+
+
+def kill_when(workdir: Path, target: str, started) -> bool:
+    """Run the workflow for ``target`` and SIGKILL it (job and all) as soon as ``started()``."""
+    proc = subprocess.Popen(snakemake_command(workdir, "--", target), env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while proc.poll() is None and time.time() < deadline:
+        if started():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.02)
+    proc.kill()
+    return False
+
+
+@pytest.fixture
+def copied_run(smoke_run, tmp_path):
+    """A copy of the finished smoke run (results, statistics, Snakemake metadata)."""
+    results, _ = smoke_run
+    workdir = tmp_path / "copy"
+    shutil.copytree(results.parent.parent, workdir, symlinks=True, ignore=shutil.ignore_patterns("report.html"))
+    return workdir
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("target,partial", [
+    ("results/smoke/tracing/mlp_w5.parquet", "results/smoke/.partial/trace_mlp_w5/case_*.parquet"),
+    ("results/smoke/editing/ft1/error_injection/shard0.parquet",
+     "results/smoke/.partial/edit_ft1_error_injection_shard0/case_*.parquet"),
+], ids=["trace", "edit"])
+def test_killed_job_resumes_to_the_same_table(copied_run, smoke_run, target, partial):
+    reference = pd.read_parquet(smoke_run[0].parent.parent / target).drop(columns=TIMING, errors="ignore")
+    (copied_run / target).unlink()
+    assert kill_when(copied_run, target, lambda: any(copied_run.glob(partial))), "job finished before the kill"
+    assert not (copied_run / target).exists()  # nothing left as if complete
+    done = snakemake(copied_run, "--rerun-incomplete", "--", target)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = pd.read_parquet(copied_run / target).drop(columns=TIMING, errors="ignore")
+    keys = ["case_id", "layer", "prompt_type", "prompt_idx"] if "editing" in target else ["case_id", "token_idx", "layer"]
+    assert not resumed.duplicated(keys).any()
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=True)
+
+
+@pytest.mark.workflow
+def test_killed_key_statistics_resume_to_the_same_moments(copied_run, smoke_run):
+    stats_dir = next((copied_run / "resources" / "stats").glob("gemma-3-270m/*"))
+    reference = {p.name: torch.load(p) for p in stats_dir.glob("mom2_layer*.pt")}
+    for p in stats_dir.iterdir():
+        p.unlink()
+    target = str((stats_dir / "meta.json").relative_to(copied_run))
+    assert kill_when(copied_run, target, lambda: (stats_dir / ".checkpoint.pt").exists()), "finished before the kill"
+    assert not (stats_dir / "meta.json").exists()
+    done = snakemake(copied_run, "--rerun-incomplete", "--", target)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resum" in (stats_dir / "key_stats.log").read_text().lower()
+    for name, moment in reference.items():
+        torch.testing.assert_close(torch.load(stats_dir / name), moment, rtol=1e-6, atol=0)

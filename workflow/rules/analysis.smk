@@ -6,22 +6,30 @@ rule regressions:
         scores=rules.scores.output[0],
         trace=f"{RUN}/tracing/mlp_w{config['editing']['effect_window']}.parquet",
     output:
-        r2=report(f"{RUN}/analysis/r2.csv", caption="../report/r2.rst", category="Regressions"),
+        r2=report(
+            f"{RUN}/analysis/r2.csv",
+            caption="../report/r2.rst",
+            category="Regressions",
+        ),
         concentrated=report(
             f"{RUN}/analysis/r2_concentrated.csv",
             caption="../report/r2_concentrated.rst",
             category="Regressions",
         ),
         summary=report(
-            f"{RUN}/analysis/summary.md", caption="../report/summary.rst", category="Regressions"
+            f"{RUN}/analysis/summary.md",
+            caption="../report/summary.rst",
+            category="Regressions",
         ),
-    params:
-        correlation_layer=CORRELATION_LAYER,
-        effect=ANALYSIS.get("effect", "max_fraction_restored"),
     log:
         f"{LOGS}/regressions.log",
     benchmark:
         f"{BENCH}/regressions.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        correlation_layer=CORRELATION_LAYER,
+        effect=ANALYSIS.get("effect", "max_fraction_restored"),
     script:
         "../scripts/regressions.py"
 
@@ -41,6 +49,12 @@ rule figures:
         by_layer_neighborhood=figure("fig9_neighborhood_by_layer.png", "by_layer"),
         by_layer_overall=figure("fig9b_overall_by_layer.png", "by_layer"),
         fig10=figure("fig10_tracing_by_layer.png", "fig10"),
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCH}/figures.tsv"
+    conda:
+        "../../envs/locedit.yaml"
     params:
         windows=MLP_WINDOWS,
         effect_window=config["editing"]["effect_window"],
@@ -49,9 +63,5 @@ rule figures:
         correlation_layer=CORRELATION_LAYER,
         heatmap_case=ANALYSIS.get("heatmap_case"),
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
-    log:
-        f"{LOGS}/figures.log",
-    benchmark:
-        f"{BENCH}/figures.tsv"
     script:
         "../scripts/figures.py"

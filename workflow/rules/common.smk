@@ -45,7 +45,9 @@ def edit_inputs(wildcards):
         "noised": f"{RUN}/editing/noised_targets.parquet",
     }
     if METHODS[wildcards.method].needs_stats:
-        inputs["stats"] = expand(f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS)
+        inputs["stats"] = expand(
+            f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS
+        )
     if METHODS[wildcards.method].templates:
         inputs["templates"] = f"{RUN}/editing/context_templates.json"
     return {**inputs, **essence_input(wildcards)}

@@ -4,12 +4,14 @@
 rule prepare_model:
     output:
         directory(MODEL_DIR),
-    params:
-        name=config["model"]["name"],
     log:
         f"resources/logs/prepare_model/{model_slug(config['model']['name'])}.log",
     benchmark:
         f"resources/benchmarks/prepare_model/{model_slug(config['model']['name'])}.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        name=config["model"]["name"],
     script:
         "../scripts/prepare_model.py"
 
@@ -17,12 +19,14 @@ rule prepare_model:
 rule select_cases:
     output:
         f"{RUN}/cases.parquet",
-    params:
-        data=config["data"],
     log:
         f"{LOGS}/select_cases.log",
     benchmark:
         f"{BENCH}/select_cases.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        data=config["data"],
     script:
         "../scripts/select_cases.py"
 
@@ -33,13 +37,15 @@ rule check_correctness:
         cases=rules.select_cases.output[0],
     output:
         f"{RUN}/correctness.parquet",
-    params:
-        correctness=config["correctness"],
-    threads: 2
     log:
         f"{LOGS}/check_correctness.log",
     benchmark:
         f"{BENCH}/check_correctness.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        correctness=config["correctness"],
     script:
         "../scripts/check_correctness.py"
 
@@ -49,12 +55,14 @@ rule noise_level:
         model=MODEL_DIR,
     output:
         f"{RUN}/noise.json",
-    params:
-        noise=config["noise"],
-    threads: 2
     log:
         f"{LOGS}/noise_level.log",
     benchmark:
         f"{BENCH}/noise_level.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        noise=config["noise"],
     script:
         "../scripts/noise_level.py"

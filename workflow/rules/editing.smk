@@ -6,13 +6,15 @@ rule context_templates:
         model=MODEL_DIR,
     output:
         f"{RUN}/editing/context_templates.json",
-    params:
-        seed=config["editing"]["templates_seed"],
-        rome_lengths=config["editing"]["rome_template_lengths"],
     log:
         f"{LOGS}/context_templates.log",
     benchmark:
         f"{BENCH}/context_templates.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        seed=config["editing"]["templates_seed"],
+        rome_lengths=config["editing"]["rome_template_lengths"],
     script:
         "../scripts/context_templates.py"
 
@@ -25,13 +27,15 @@ rule noised_targets:
         noise=rules.noise_level.output[0],
     output:
         f"{RUN}/editing/noised_targets.parquet",
-    params:
-        editing=config["editing"],
-    threads: 2
     log:
         f"{LOGS}/noised_targets.log",
     benchmark:
         f"{BENCH}/noised_targets.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        editing=config["editing"],
     script:
         "../scripts/noised_targets.py"
 
@@ -43,13 +47,15 @@ rule essence_texts:
         correctness=rules.check_correctness.output[0],
     output:
         f"{RUN}/editing/essence_texts.parquet",
-    params:
-        editing=config["editing"],
-    threads: 2
     log:
         f"{LOGS}/essence_texts.log",
     benchmark:
         f"{BENCH}/essence_texts.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        editing=config["editing"],
     script:
         "../scripts/essence_texts.py"
 
@@ -64,15 +70,17 @@ rule pre_edit:
         noised=rules.noised_targets.output[0],
     output:
         f"{RUN}/editing/pre/{{problem}}.parquet",
-    params:
-        editing=config["editing"],
-    wildcard_constraints:
-        problem="|".join(PROBLEM_NAMES),
-    threads: 2
     log:
         f"{LOGS}/pre_edit_{{problem}}.log",
     benchmark:
         f"{BENCH}/pre_edit_{{problem}}.tsv"
+    wildcard_constraints:
+        problem="|".join(PROBLEM_NAMES),
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        editing=config["editing"],
     script:
         "../scripts/pre_edit.py"
 
@@ -82,35 +90,42 @@ rule edit:
         unpack(edit_inputs),
     output:
         f"{RUN}/editing/{{method}}/{{problem}}/shard{{shard}}.parquet",
-    params:
-        editing=config["editing"],
-        layers=CENTRAL_LAYERS,
-        partial=lambda wc: f"{RUN}/.partial/edit_{wc.method}_{wc.problem}_shard{wc.shard}",
-    wildcard_constraints:
-        method="|".join(METHOD_NAMES),
-        problem="|".join(PROBLEM_NAMES),
-        shard=r"\d+",
-    threads: config["editing"].get("threads", 1)
     log:
         f"{LOGS}/edit_{{method}}_{{problem}}_shard{{shard}}.log",
     benchmark:
         f"{BENCH}/edit_{{method}}_{{problem}}_shard{{shard}}.tsv"
+    wildcard_constraints:
+        method="|".join(METHOD_NAMES),
+        problem="|".join(PROBLEM_NAMES),
+        shard=r"\d+",
+    conda:
+        "../../envs/locedit.yaml"
+    threads: config["editing"].get("threads", 1)
+    params:
+        editing=config["editing"],
+        layers=CENTRAL_LAYERS,
+        partial=lambda wc: f"{RUN}/.partial/edit_{wc.method}_{wc.problem}_shard{wc.shard}",
     script:
         "../scripts/edit.py"
 
 
 rule scores:
     input:
-        pre=expand(f"{RUN}/editing/pre/{{problem}}.parquet", problem=config["editing"]["problems"]),
+        pre=expand(
+            f"{RUN}/editing/pre/{{problem}}.parquet",
+            problem=config["editing"]["problems"],
+        ),
         post=edit_outputs(),
         trace=f"{RUN}/tracing/mlp_w{config['editing']['effect_window']}.parquet",
     output:
         f"{RUN}/scores.parquet",
-    params:
-        editing=config["editing"],
     log:
         f"{LOGS}/scores.log",
     benchmark:
         f"{BENCH}/scores.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        editing=config["editing"],
     script:
         "../scripts/scores.py"

@@ -7,14 +7,16 @@ rule key_stats:
     output:
         expand(f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS),
         meta=f"{STATS_DIR}/meta.json",
-    params:
-        stats=config["stats"],
-        layers=STATS_LAYERS,
-        checkpoint=f"{STATS_DIR}/.checkpoint.pt",
-    threads: 2
     log:
         f"{STATS_DIR}/key_stats.log",
     benchmark:
         f"{STATS_DIR}/key_stats.benchmark.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        stats=config["stats"],
+        layers=STATS_LAYERS,
+        checkpoint=f"{STATS_DIR}/.checkpoint.pt",
     script:
         "../scripts/key_stats.py"

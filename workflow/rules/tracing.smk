@@ -9,17 +9,19 @@ rule trace:
         noise=rules.noise_level.output[0],
     output:
         f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
-    params:
-        tracing=config["tracing"],
-        partial=lambda wc: f"{RUN}/.partial/trace_{wc.kind}_w{wc.window}",
-    wildcard_constraints:
-        kind="hidden|mlp|attn",
-        window=r"\d+",
-    threads: 2
     log:
         f"{LOGS}/trace_{{kind}}_w{{window}}.log",
     benchmark:
         f"{BENCH}/trace_{{kind}}_w{{window}}.tsv"
+    wildcard_constraints:
+        kind="hidden|mlp|attn",
+        window=r"\d+",
+    conda:
+        "../../envs/locedit.yaml"
+    threads: 2
+    params:
+        tracing=config["tracing"],
+        partial=lambda wc: f"{RUN}/.partial/trace_{wc.kind}_w{wc.window}",
     script:
         "../scripts/trace.py"
 
@@ -29,11 +31,13 @@ rule trace_heatmaps:
         rules.trace.output[0],
     output:
         directory(f"{RUN}/tracing/heatmaps/{{kind}}_w{{window}}"),
-    params:
-        cases=config["tracing"]["heatmap_cases"],
     log:
         f"{LOGS}/trace_heatmaps_{{kind}}_w{{window}}.log",
     benchmark:
         f"{BENCH}/trace_heatmaps_{{kind}}_w{{window}}.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        cases=config["tracing"]["heatmap_cases"],
     script:
         "../scripts/trace_heatmaps.py"
