@@ -9,6 +9,8 @@ For every method × problem × metric, over all (case, layer) rows of ``scores.p
 - ``r2_layer``: R² of ``score ~ C(layer)``; ``r2_trace``: of ``score ~ effect``;
   ``r2_both``: of ``score ~ C(layer) * effect`` (interacted, as the paper);
   ``r2_added`` = both − layer; ``f_pvalue``: F-test of the nested models (both vs layer);
+  ``r2_added_chance``: the added R² expected from a predictor unrelated to the score (large when
+  there are few rows per parameter, as in small runs);
 - RMSE and MAE of the layer-only and tracing-only fits (paper Table 7);
 - ``n`` rows and ``saturated`` when the interacted model has as many parameters as rows (its
   R² is then 1 by construction and the F-test undefined).
@@ -55,6 +57,9 @@ def fit_three(data: pd.DataFrame) -> dict[str, float]:
         "r2_trace": _r2(trace, data.score),
         "r2_both": _r2(both, data.score),
         "r2_added": _r2(both, data.score) - _r2(layer, data.score),
+        # what tracing would add by chance alone (a predictor unrelated to the score takes, on
+        # average, its share of the parameters of the unexplained variance)
+        "r2_added_chance": _chance_added(_r2(layer, data.score), both.df_model - layer.df_model, layer.df_resid),
         "f_pvalue": float(p),
         "rmse_layer": float(np.sqrt(np.mean(layer.resid**2))),
         "rmse_trace": float(np.sqrt(np.mean(trace.resid**2))),
@@ -62,6 +67,13 @@ def fit_three(data: pd.DataFrame) -> dict[str, float]:
         "mae_trace": float(np.mean(np.abs(trace.resid))),
         "saturated": bool(saturated),
     }
+
+
+def _chance_added(r2_layer: float, extra_params: float, layer_df_resid: float) -> float:
+    """E[added R²] when the added predictors are noise: (1 − R²_layer) · extra / residual df."""
+    if layer_df_resid <= 0 or np.isnan(r2_layer):
+        return np.nan
+    return float((1 - r2_layer) * min(1.0, extra_params / layer_df_resid))
 
 
 def _r2(result, y: pd.Series) -> float:

@@ -71,3 +71,16 @@ def test_layer_correlation():
     out = layer_correlation(scores, "rome", "error_injection", 6)
     assert out["r"] == pytest.approx(-1.0) and out["n"] == 4
     assert np.isnan(layer_correlation(scores, "rome", "error_injection", 3)["r"])
+
+
+def test_chance_level_of_added_r2_matches_simulation():
+    """Pure-noise 'tracing' adds about (1 − R²_layer) · extra / residual df on average."""
+    rng = np.random.default_rng(1)
+    layer = np.repeat([0, 8, 17], 3)
+    added, chance = [], []
+    for _ in range(300):
+        data = pd.DataFrame({"layer": layer, "effect": rng.uniform(size=9), "score": rng.uniform(size=9)})
+        fit = fit_three(data)
+        added.append(fit["r2_added"])
+        chance.append(fit["r2_added_chance"])
+    assert np.mean(added) == pytest.approx(np.mean(chance), abs=0.05)

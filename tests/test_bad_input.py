@@ -33,7 +33,7 @@ def run(tmp_path, target: str, *configfiles: str, dry: bool = False):
 
 
 def test_model_that_is_not_installed_or_reachable(tmp_path):
-    config = overlay(tmp_path, model={"name": "no-such-org/no-such-model", "num_layers": 4},
+    config = overlay(tmp_path, model={"name": "no-such-org/no-such-model", "num_layers": 8},
                      editing={"layers": [0, 2]})
     code, out = run(tmp_path, "resources/models/no-such-org--no-such-model", config)
     assert code != 0
