@@ -148,8 +148,8 @@ def test_jobs_as_separate_submitted_processes_reproduce_every_table(smoke_run, t
     assert "cluster-generic" in done.stdout + done.stderr
     first, second = tables(results), tables(workdir / "results" / "smoke")
     assert first.keys() == second.keys() and len(first) > 20
-    for name in first:
-        pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
+    for name in first:  # ids, tokens, targets exact; probabilities to 1e-6 (measured: ≤ 1.5e-7, see README)
+        pd.testing.assert_frame_equal(first[name], second[name], check_exact=False, rtol=0, atol=1e-6, obj=name)
 
 
 def kill_when(workdir: Path, target: str, started) -> bool:
@@ -187,12 +187,13 @@ def test_killed_job_resumes_to_the_same_table(copied_run, smoke_run, target, par
     (copied_run / target).unlink()
     assert kill_when(copied_run, target, lambda: any(copied_run.glob(partial))), "job finished before the kill"
     assert not (copied_run / target).exists()  # nothing left as if complete
+    assert snakemake(copied_run, "--unlock").returncode == 0  # what a user does after a kill
     done = snakemake(copied_run, "--rerun-incomplete", "--", target)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = pd.read_parquet(copied_run / target).drop(columns=TIMING, errors="ignore")
     keys = ["case_id", "layer", "prompt_type", "prompt_idx"] if "editing" in target else ["case_id", "token_idx", "layer"]
     assert not resumed.duplicated(keys).any()
-    pd.testing.assert_frame_equal(resumed, reference, check_exact=True)
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=False, rtol=0, atol=1e-6)
 
 
 @pytest.mark.workflow
@@ -204,6 +205,7 @@ def test_killed_key_statistics_resume_to_the_same_moments(copied_run, smoke_run)
     target = str((stats_dir / "meta.json").relative_to(copied_run))
     assert kill_when(copied_run, target, lambda: (stats_dir / ".checkpoint.pt").exists()), "finished before the kill"
     assert not (stats_dir / "meta.json").exists()
+    assert snakemake(copied_run, "--unlock").returncode == 0
     done = snakemake(copied_run, "--rerun-incomplete", "--", target)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resum" in (stats_dir / "key_stats.log").read_text().lower()
