@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --configfile config.yaml
+	$(BIN)/snakemake --cores 1 --configfile config.yaml --report results/report.html
+	@echo "locedit: report in results/report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
