@@ -80,7 +80,7 @@ def main() -> None:
     spec = METHODS[args.method]
     templates = read_json(run / "editing" / "context_templates.json")[spec.templates] if spec.templates else None
     stats = None
-    if spec.templates:
+    if spec.needs_stats:
         stats = KeyStats(REPO / "resources" / "stats" / model_slug(cfg["model"]["name"]) / stats_folder_name(cfg["stats"]))
     window = edited_layers(central, spec.window, n_layers)
     reqs = list(requests(cases, args.problem, noised, tok.eos_token, sigma))
