@@ -50,16 +50,17 @@ def fit_three(data: pd.DataFrame) -> dict[str, float]:
         both = smf.ols("score ~ C(layer) * effect", data).fit()
         saturated = both.df_resid < 1
         p = np.nan if saturated or both.df_model <= layer.df_model else anova_lm(layer, both)["Pr(>F)"].iloc[1]
+    r2_layer, r2_trace, r2_both = (_r2(fit, data.score) for fit in (layer, trace, both))
     return {
         "n": len(data),
         "n_layers": data.layer.nunique(),
-        "r2_layer": _r2(layer, data.score),
-        "r2_trace": _r2(trace, data.score),
-        "r2_both": _r2(both, data.score),
-        "r2_added": _r2(both, data.score) - _r2(layer, data.score),
+        "r2_layer": r2_layer,
+        "r2_trace": r2_trace,
+        "r2_both": r2_both,
+        "r2_added": r2_both - r2_layer,
         # what tracing would add by chance alone (a predictor unrelated to the score takes, on
         # average, its share of the parameters of the unexplained variance)
-        "r2_added_chance": _chance_added(_r2(layer, data.score), both.df_model - layer.df_model, layer.df_resid),
+        "r2_added_chance": _chance_added(r2_layer, both.df_model - layer.df_model, layer.df_resid),
         "f_pvalue": float(p),
         "rmse_layer": float(np.sqrt(np.mean(layer.resid**2))),
         "rmse_trace": float(np.sqrt(np.mean(trace.resid**2))),

@@ -34,7 +34,11 @@ def _cell(row, with_p: bool = True) -> str:
 
 
 def _num(x) -> str:
-    return "nan" if pd.isna(x) else f"{float(x):.3f}".replace("0.", ".", 1) if abs(float(x)) < 1 else f"{float(x):.2f}"
+    """Three decimals without the leading zero, as the paper prints them (``.947``)."""
+    if pd.isna(x):
+        return "nan"
+    x = float(x)
+    return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3f}".replace("0.", ".", 1)
 
 
 def _pvalue(p) -> str:
