@@ -31,7 +31,11 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in _paths if p))
 # bit-identical CPU results whatever threads a job gets: MKL's strict reproducible GEMM (AVX2 /
 # AVX-512; measured: 1 vs 2 threads differed by 5e-8 without it, 0 with it, same speed) and no
 # dynamic thread counts. A user's own setting wins.
-for _var, _value in {"MKL_CBWR": "AUTO,STRICT", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}.items():
+for _var, _value in {
+    "MKL_CBWR": "AUTO,STRICT",
+    "MKL_DYNAMIC": "FALSE",
+    "OMP_DYNAMIC": "FALSE",
+}.items():
     os.environ.setdefault(_var, _value)
 
 RUN = f"results/{config['run']}"

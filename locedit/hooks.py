@@ -147,7 +147,7 @@ def layer_input(model: nn.Module, layers_path: str, batch: dict[str, torch.Tenso
 
     handle = layers[max(start - 1, 0)].register_forward_hook(keep)
     try:
-        model.base_model(**batch, use_cache=False)
+        model.base_model(**{"use_cache": False, **batch})
     except _Stop:
         pass
     finally:

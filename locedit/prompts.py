@@ -108,7 +108,7 @@ def logits_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tens
     the full-sequence logits would dominate the cost (and ``logits_to_keep`` with frozen weights is
     100x slower, models.md).
     """
-    hidden = model.base_model(**batch, use_cache=False).last_hidden_state
+    hidden = model.base_model(**{"use_cache": False, **batch}).last_hidden_state
     logits = model.get_output_embeddings()(hidden[rows, positions].contiguous())
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:

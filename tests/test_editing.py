@@ -8,6 +8,7 @@ import torch
 
 from locedit.editing import METHODS
 from locedit.editing.apply import applied
+from locedit.editing.common import optimize_site_delta
 from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm
 from locedit.editing.rome import rome_update
 from locedit.evaluation import evaluate
@@ -16,7 +17,7 @@ from locedit.models import architecture_of
 from locedit.problems import EditRequest
 from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
 
-from conftest import tiny_model
+from conftest import TINY_CONFIGS, tiny_model
 
 REQUEST = EditRequest(
     case_id=1, prompt="The mother tongue of Danielle Darrieux is", subject="Danielle Darrieux",
@@ -158,3 +159,24 @@ def test_memit_moves_the_residual_to_z_on_gemma(setup):
         moved = output_at_subject(model, plain, arch.layer(2))[0] - captured["h0"]
     miss = ((moved - captured["delta"]).norm() / captured["delta"].norm()).item()
     assert miss < 0.5  # 0.35 here; 0.69 without mapping through the norm (keys are template means)
+
+
+@pytest.mark.parametrize("family", sorted(TINY_CONFIGS))
+@pytest.mark.parametrize("site_layer,noise", [(0, None), (2, None), (2, 0.5)])
+def test_cached_prefix_and_lower_layers_give_the_plain_loops_delta(family, site_layer, noise, gpt2_tokenizer):
+    """v* / z with the shared-prefix cache and the upper-layers-only loop equal the plain loop
+    (right-padded rows, every layer and column each step) within float tolerance; under
+    fact-forcing noise too (the cache then stops at the subject's first token)."""
+    model = tiny_model(family)
+    arch = architecture_of(model)
+    request = EditRequest(**{**REQUEST.__dict__, "noise": noise})
+    texts = [t.replace("{}", REQUEST.prompt) for t in TEMPLATES["rome"]]
+    runs = {}
+    for fast in (False, True):
+        runs[fast] = optimize_site_delta(model, gpt2_tokenizer, request, texts, site=arch.down_proj(site_layer),
+                                         site_layer=site_layer, steps=4, lr=0.5, kl_factor=0.0625, weight_decay=0.5,
+                                         clamp_norm_factor=4.0, upper_only=fast, shared_prefix=fast)
+    (v0_plain, delta_plain), (v0_fast, delta_fast) = runs[False], runs[True]
+    assert delta_plain.norm() > 0
+    torch.testing.assert_close(v0_fast, v0_plain, rtol=1e-5, atol=1e-5 * v0_plain.abs().max().item())
+    torch.testing.assert_close(delta_fast, delta_plain, rtol=1e-4, atol=1e-4 * delta_plain.abs().max().item())

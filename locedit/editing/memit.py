@@ -35,6 +35,7 @@ MEMIT_DEFAULTS: dict[str, Any] = {
     "kl_factor": 0.0625,
     "mom2_update_weight": 15000.0,
     "upper_only": True,
+    "shared_prefix": True,
 }
 
 
@@ -89,6 +90,7 @@ def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparam
         model, tok, request, texts, site=arch.layer(z_layer), site_layer=z_layer,
         steps=hp["v_steps"], lr=hp["v_lr"], kl_factor=hp["kl_factor"], weight_decay=hp["v_weight_decay"],
         clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
+        shared_prefix=hp["shared_prefix"],
     )
     plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
     if request.noise is not None:  # δ on the mean noised state, as the keys below

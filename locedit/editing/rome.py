@@ -28,6 +28,7 @@ ROME_DEFAULTS: dict[str, Any] = {
     "clamp_norm_factor": 4.0,
     "kl_factor": 0.0625,
     "upper_only": True,
+    "shared_prefix": True,
 }
 
 
@@ -57,6 +58,7 @@ def rome_update(model: nn.Module, tok, request: EditRequest, layer: int, hparams
         model, tok, request, texts, site=arch.down_proj(layer), site_layer=layer,
         steps=hp["v_steps"], lr=hp["v_lr"], kl_factor=hp["kl_factor"], weight_decay=hp["v_weight_decay"],
         clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
+        shared_prefix=hp["shared_prefix"],
     )
     plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
     k_star = keys_at_subject(model, plain, layer, request.noise)[0]
