@@ -7,7 +7,7 @@ each step runs only the layers from ℓ up. For ROME's v* and MEMIT's z the posi
 last subject token do not change either (δ is added there and attention is causal): with
 ``shared_prefix`` their keys and values are computed once (:class:`SharedPrefix`) and each step
 runs only the columns from the first edited position on. Under fact forcing the subject noise
-changes every step, so the whole model runs.
+changes every step, so every layer runs, over the columns from the subject's first token on.
 """
 
 from __future__ import annotations
