@@ -132,6 +132,27 @@ def test_residual_change_maps_through_gemmas_post_mlp_norm():
         assert (norm(m + wanted) - norm(m) - wanted).norm() > 10 * (norm(m + dm) - norm(m) - wanted).norm()
 
 
+def test_unreachable_residual_change_never_moves_away_or_blows_up():
+    """Gemma's post-MLP gains go to ~0 and below on some coordinates; a wanted change as large as
+    the norm's output is then unreachable. Plain Gauss–Newton returned Δm of 1e6–1e9 that moved the
+    output away from the target (as at Gemma's layers 0–2); the line search keeps every step
+    that helps and no other."""
+    model = tiny_model("gemma3_text")
+    norm = model.get_submodule(architecture_of(model).post_mlp_norm(1))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        gains = torch.exp(torch.randn(32) * 1.5) * 5
+        gains[:8] = torch.rand(8) * 0.2 - 0.1
+        norm.weight.copy_(gains - 1)  # Gemma's RMS norm scales by (1 + weight)
+        for _ in range(10):
+            m = torch.randn(32)
+            wanted = torch.randn(32)
+            wanted *= 0.8 * norm(m).norm() / wanted.norm()
+            dm = through_post_mlp_norm(norm, m, wanted)
+            assert (norm(m + dm) - norm(m) - wanted).norm() < wanted.norm()
+            assert dm.norm() < 10 * m.norm()
+
+
 def test_memit_moves_the_residual_to_z_on_gemma(setup):
     model, tok, stats = setup
     if architecture_of(model).post_mlp_norm(0) is None:

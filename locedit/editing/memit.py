@@ -53,12 +53,16 @@ def solve_adjustment(c: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tens
 
 
 def through_post_mlp_norm(norm: nn.Module, m: torch.Tensor, resid: torch.Tensor, iterations: int = 5,
-                          rtol: float = 1e-3) -> torch.Tensor:
-    """Δm with ``norm(m + Δm) ≈ norm(m) + resid``, by Gauss–Newton with a truncated pseudo-inverse.
+                          rtol: float = 1e-3, halvings: int = 20) -> torch.Tensor:
+    """Δm with ``norm(m + Δm) ≈ norm(m) + resid``, by Gauss–Newton with a truncated pseudo-inverse
+    and a backtracking line search.
 
     An RMS norm's output has a fixed scale and near-zero gains on some coordinates, so not every
     residual change is reachable; the truncation (singular values below ``rtol``·σ_max dropped)
-    returns the least-squares, smallest Δm instead of blowing up.
+    returns the least-squares, smallest Δm instead of blowing up, and each step is halved until it
+    lowers the error (none that does ends the search). Without the line search Gemma's layers 0–2,
+    where the wanted change is as large as the norm's output, got Δm 1,000× ‖m‖ that reached 20%
+    of the change or moved away from it, and MEMIT's update there broke the model.
 
         >>> norm = torch.nn.LayerNorm(4, elementwise_affine=False)
         >>> m = torch.tensor([1.0, -2.0, 0.5, 0.5]); wanted = norm(torch.tensor([1.0, -1.0, 2.0, -2.0])) - norm(m)
@@ -69,10 +73,19 @@ def through_post_mlp_norm(norm: nn.Module, m: torch.Tensor, resid: torch.Tensor,
     with torch.no_grad():
         target = norm(m) + resid
     dm = torch.zeros_like(m)
+    error = resid.norm()
     for _ in range(iterations):
         jac = torch.autograd.functional.jacobian(lambda x: norm(x), m + dm)
         with torch.no_grad():
-            dm = dm + torch.linalg.pinv(jac, rtol=rtol) @ (target - norm(m + dm))
+            step = torch.linalg.pinv(jac, rtol=rtol) @ (target - norm(m + dm))
+            for _ in range(halvings):
+                new_error = (target - norm(m + dm + step)).norm()
+                if new_error < error:
+                    dm, error = dm + step, new_error
+                    break
+                step = step / 2
+            else:
+                break
     return dm
 
 
