@@ -8,7 +8,7 @@ import torch
 
 from locedit.editing import METHODS
 from locedit.editing.apply import applied
-from locedit.editing.common import optimize_site_delta
+from locedit.editing.common import SharedPrefix, optimize_site_delta, prompt_batch
 from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm
 from locedit.editing.rome import rome_update
 from locedit.evaluation import evaluate
@@ -201,3 +201,18 @@ def test_cached_prefix_and_lower_layers_give_the_plain_loops_delta(family, site_
     assert delta_plain.norm() > 0
     torch.testing.assert_close(v0_fast, v0_plain, rtol=1e-5, atol=1e-5 * v0_plain.abs().max().item())
     torch.testing.assert_close(delta_fast, delta_plain, rtol=1e-4, atol=1e-4 * delta_plain.abs().max().item())
+
+
+def test_shared_prefix_feeds_only_the_columns_from_the_first_changed_one(gpt2_tokenizer):
+    """The cache holds every column before the earliest lookup, and each row's lookup lands in the
+    fed columns (the earliest at column 0), so the plain-loop equality above is not vacuous."""
+    model, tok = tiny_model("gemma3_text"), gpt2_tokenizer
+    texts = [t.replace("{}", REQUEST.prompt) for t in TEMPLATES["rome"]]
+    rows = prompt_batch(tok, texts, REQUEST.subject, REQUEST.target, "cpu")
+    prefix = SharedPrefix.build(model, rows, tok.pad_token_id, rows.lookup)
+    inputs = prefix.inputs(model)
+    width = max(len(e.ids) for e in rows.encoded)
+    assert 0 < prefix.start < width
+    assert inputs["cache"].get_seq_length() == prefix.start
+    assert inputs["input_ids"].shape[1] == width - prefix.start
+    assert int((rows.lookup + prefix.offsets).min()) == 0

@@ -146,7 +146,7 @@ class SharedPrefix:
 
     def inputs(self, model: nn.Module) -> dict:
         """Keyword arguments of ``model.base_model`` for the columns from ``start`` on."""
-        cache = DynamicCache(self.kv, config=model.config) if self.kv else DynamicCache(config=model.config)
+        cache = DynamicCache(self.kv or None, config=model.config)
         return {"input_ids": self.input_ids[:, self.start:], "attention_mask": self.attention_mask,
                 "position_ids": self.position_ids[:, self.start:], "cache": cache, "use_cache": True}
 
