@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .editing.case_updates import CaseUpdates, rows_updated, select_cases
 from .essence import perplexities
 from .hooks import edit_outputs
 from .models import architecture_of
@@ -34,21 +35,70 @@ def evaluation_prompts(request: EditRequest) -> list[tuple[str, int, str]]:
     return rows
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, tok, request: EditRequest, seed: int = 1) -> pd.DataFrame:
     """One row per evaluated prompt: P(target), P(baseline) in one batched pass."""
+    return evaluate_cases(model, tok, [request], None, seed)[0]
+
+
+@torch.no_grad()
+def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: CaseUpdates | None = None,
+                   seed: int = 1, max_rows: int = 256) -> list[pd.DataFrame]:
+    """:func:`evaluate` for each request, many requests per pass; with ``updates`` (per-case, from
+    a method's ``edit_cases``) every row sees its own case's edit, so the weights are never written.
+
+        >>> tables = evaluate_cases(model, tok, requests, METHODS["rome"].edit_cases(...))  # doctest: +SKIP
+    """
+    if len({r.noise for r in requests}) > 1:
+        raise ValueError("requests evaluated together share one noise level (one problem)")
     device = next(model.parameters()).device
-    prompts = evaluation_prompts(request)
-    encoded = [encode(tok, text, t) for _, _, text in prompts for t in (request.target, request.baseline)]
-    batch = pad_batch([e.ids for e in encoded], tok.pad_token_id, device)
-    edits = {}
-    if request.noise is not None:
-        ranges = [subject_range(tok, text, request.subject) if subject_span(text, request.subject) else None
-                  for _, _, text in prompts for _ in range(2)]
-        edits[architecture_of(model).embedding] = row_noise_hook(ranges, request.noise, seed=seed)
-    with edit_outputs(model, edits):
-        probs = gather_target_log_probs(model, batch, encoded).exp().view(-1, 2).cpu().numpy()
-    table = pd.DataFrame(
+    tables: list[pd.DataFrame] = []
+    for chunk in _chunks(requests, max_rows):
+        first = len(tables)
+        prompts = [evaluation_prompts(r) for r in chunk]
+        encoded, ranges, row_case = [], [], []
+        for c, (req, rows) in enumerate(zip(chunk, prompts)):
+            for _, _, text in rows:
+                span = subject_range(tok, text, req.subject) if subject_span(text, req.subject) else None
+                for target in (req.target, req.baseline):
+                    encoded.append(encode(tok, text, target))
+                    ranges.append(span)
+                    row_case.append(c)
+        batch = pad_batch([e.ids for e in encoded], tok.pad_token_id, device)
+        edits = {}
+        noise = chunk[0].noise
+        if noise is not None:
+            edits[architecture_of(model).embedding] = row_noise_hook(ranges, noise, seed=seed)
+        chunk_updates = select_cases(updates, list(range(first, first + len(chunk)))) if updates else {}
+        with edit_outputs(model, edits), rows_updated(model, chunk_updates, torch.tensor(row_case, device=device)):
+            probs = gather_target_log_probs(model, batch, encoded).exp().view(-1, 2).cpu().numpy()
+        offset = 0
+        for c, (req, rows) in enumerate(zip(chunk, prompts)):
+            table = _table(rows, probs[offset:offset + len(rows)])
+            offset += len(rows)
+            if req.essence:
+                with rows_updated(model, select_cases(chunk_updates, [c]) if chunk_updates else {},
+                                  torch.zeros(1, dtype=torch.long, device=device)):
+                    table = pd.concat([table, _essence_table(model, tok, req, seed)], ignore_index=True)
+            tables.append(table)
+    return tables
+
+
+def _chunks(requests: list[EditRequest], max_rows: int):
+    """Consecutive requests whose evaluation rows (two per prompt) fit in ``max_rows`` (at least one)."""
+    chunk, rows = [], 0
+    for req in requests:
+        n = 2 * len(evaluation_prompts(req))
+        if chunk and rows + n > max_rows:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(req)
+        rows += n
+    if chunk:
+        yield chunk
+
+
+def _table(prompts: list[tuple[str, int, str]], probs: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "prompt_type": [t for t, _, _ in prompts],
             "prompt_idx": [i for _, i, _ in prompts],
@@ -58,9 +108,9 @@ def evaluate(model: nn.Module, tok, request: EditRequest, seed: int = 1) -> pd.D
             "ppl": np.nan,
         }
     )
-    if not request.essence:
-        return table
+
+
+def _essence_table(model: nn.Module, tok, request: EditRequest, seed: int) -> pd.DataFrame:
     ppl = perplexities(model, tok, list(request.essence), request.subject, request.noise, seed)
-    essence = pd.DataFrame({"prompt_type": "essence", "prompt_idx": range(len(ppl)), "prompt": list(request.essence),
-                            "p_target": np.nan, "p_baseline": np.nan, "ppl": ppl})
-    return pd.concat([table, essence], ignore_index=True)
+    return pd.DataFrame({"prompt_type": "essence", "prompt_idx": range(len(ppl)), "prompt": list(request.essence),
+                         "p_target": np.nan, "p_baseline": np.nan, "ppl": ppl})

@@ -51,14 +51,18 @@ def embedding_std(model: nn.Module, tok, subjects: list[str]) -> float:
 
 
 def row_noise_hook(
-    ranges: list[tuple[int, int] | None], sigma: float, rng: np.random.RandomState | None = None, seed: int = 1
+    ranges: list[tuple[int, int] | None],
+    sigma: float,
+    rng: np.random.RandomState | list[np.random.RandomState] | None = None,
+    seed: int = 1,
 ):
     """An edit function adding ``σ·N(0,1)`` at each row's own subject token range.
 
     Rows whose range is None (prompts without the subject) get none. With a persistent ``rng``
-    every forward pass draws fresh noise (during an edit); without one, each row's noise is
-    ``RandomState(seed)`` drawn afresh, so the same prompt sees the same noise before and after
-    an edit (evaluation).
+    every forward pass draws fresh noise (during an edit); a list gives each row its own
+    generator (a batch of edits: each case draws from its own, in row order, as if alone).
+    Without one, each row's noise is ``RandomState(seed)`` drawn afresh, so the same prompt sees
+    the same noise before and after an edit (evaluation).
     """
 
     def add(_name: str, hidden: torch.Tensor) -> torch.Tensor:
@@ -67,7 +71,10 @@ def row_noise_hook(
             if span is None:
                 continue
             b, e = span
-            source = rng if rng is not None else np.random.RandomState(seed)
+            if isinstance(rng, list):
+                source = rng[row]
+            else:
+                source = rng if rng is not None else np.random.RandomState(seed)
             draw = torch.from_numpy(source.randn(e - b, hidden.shape[-1]) * sigma)
             hidden[row, b:e] += draw.to(hidden.device, hidden.dtype)
         return hidden

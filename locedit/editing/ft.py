@@ -22,7 +22,10 @@ from ..models import architecture_of
 from ..prompts import gather_target_log_probs
 from ..problems import EditRequest
 from .apply import Deltas, deltas_since, preserved
+from ..noise import row_noise_hook
+from .case_updates import CaseUpdates, Dense, rows_updated
 from .common import frozen, noise_for, prompt_batch
+from .rows import case_generators, case_rows
 
 FT_DEFAULTS: dict[str, Any] = {
     "lr": 5e-4,
@@ -67,3 +70,105 @@ def finetune(model: nn.Module, tok, request: EditRequest, layers: list[int], hpa
             if calm >= PATIENCE and not request.minimize:
                 break
         return deltas_since(model, originals)
+
+
+def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: list[int], hparams: dict, stats=None,
+                   templates=None, seed: int = 1) -> CaseUpdates:
+    """FT for many requests at once: a ΔW_c (and Δb_c) per case and edited layer, added per row
+    (:class:`~locedit.editing.case_updates.Dense`), so the weights are never written.
+
+    Per case, as :func:`finetune` does alone: its own Adam state and step count (a case whose loss
+    is below the floor takes no step), the L∞ clamp of ΔW_c, and the patience stop (a stopped case
+    keeps its ΔW_c frozen while the others go on).
+    """
+    hp = {**FT_DEFAULTS, **hparams}
+    arch = architecture_of(model)
+    device = next(model.parameters()).device
+    n_cases = len(requests)
+    noise = requests[0].noise
+    rows_per_step = hp["noise_samples"] if noise is not None else 1
+    rows = case_rows(tok, requests, [[r.prompt] * rows_per_step for r in requests],
+                     [r.target for r in requests], device)
+    edits = {}
+    if noise is not None:
+        edits[arch.embedding] = row_noise_hook(rows.rows.subject_ranges, noise, rng=case_generators(rows.case, 1))
+    cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and not edits else None
+
+    updates: CaseUpdates = {}
+    for layer in layers:
+        module = model.get_submodule(arch.down_proj(layer))
+        d_out, d_in = (module.weight.shape[::-1] if arch.down_proj_transposed else module.weight.shape)
+        bias = getattr(module, "bias", None)
+        updates[arch.down_proj(layer)] = Dense(
+            torch.zeros(n_cases, d_out, d_in, device=device, requires_grad=True),
+            None if bias is None else torch.zeros(n_cases, d_out, device=device, requires_grad=True))
+    params = [t for u in updates.values() for t in (u.weight_delta, u.bias_delta) if t is not None]
+    originals = _originals_in_update_layout(model, updates, arch.down_proj_transposed)
+    adam = _CaseAdam(params, n_cases, hp["lr"], hp.get("weight_decay", 0.0), originals)
+    eps = hp["norm_constraint"]
+    active = torch.ones(n_cases, dtype=torch.bool, device=device)
+    calm = torch.zeros(n_cases, dtype=torch.long, device=device)
+    minimize = requests[0].minimize
+    with frozen(model):
+        for _ in range(hp["steps"]):
+            if not active.any():
+                break
+            with run_from(model, arch.layers, cached), edit_outputs(model, edits), \
+                    rows_updated(model, updates, rows.case):
+                row_lp = gather_target_log_probs(model, rows.rows.batch, rows.rows.encoded)
+            nll = -torch.zeros(n_cases, device=device).index_add(0, rows.case, row_lp)
+            loss = torch.exp(-nll) if minimize else nll
+            stepping = active & (loss.detach() >= LOSS_FLOOR)
+            if stepping.any():
+                grads = torch.autograd.grad(loss[stepping].sum(), params)
+                adam.step(grads, stepping)
+            with torch.no_grad():
+                for p in params:
+                    p.clamp_(-eps, eps)
+            calm = torch.where(loss.detach() < LOSS_FLOOR, calm + 1, 0)
+            if not minimize:
+                active &= calm < PATIENCE
+    return {name: Dense(u.weight_delta.detach(), None if u.bias_delta is None else u.bias_delta.detach())
+            for name, u in updates.items()}
+
+
+def _originals_in_update_layout(model: nn.Module, updates: CaseUpdates, transposed: bool) -> list[torch.Tensor]:
+    """The original weight (as [d_out, d_in]) and bias of each updated module, in ``params`` order."""
+    out = []
+    for name, update in updates.items():
+        module = model.get_submodule(name)
+        out.append(module.weight.detach().T if transposed else module.weight.detach())
+        if update.bias_delta is not None:
+            out.append(module.bias.detach())
+    return out
+
+
+class _CaseAdam:
+    """Adam (torch's update rule) on tensors whose first axis is the case, with a step count per
+    case: only the cases in ``stepping`` move their moments and parameters. ``weight_decay`` is
+    Adam's L2 term on the full weight (original + delta), as ``torch.optim.Adam`` on the weight."""
+
+    def __init__(self, params: list[torch.Tensor], n_cases: int, lr: float, weight_decay: float,
+                 originals: list[torch.Tensor], betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params, self.lr, self.weight_decay, self.originals = params, lr, weight_decay, originals
+        self.betas, self.eps = betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(n_cases, dtype=torch.long)
+
+    @torch.no_grad()
+    def step(self, grads: tuple[torch.Tensor, ...], stepping: torch.Tensor) -> None:
+        beta1, beta2 = self.betas
+        cases = stepping.nonzero()[:, 0]
+        self.steps[cases.cpu()] += 1
+        for p, g, m, v, w0 in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.originals):
+            g = g[cases]
+            if self.weight_decay:
+                g = g + self.weight_decay * (w0 + p[cases])
+            m[cases] = m[cases].lerp(g, 1 - beta1)
+            v[cases] = v[cases].mul(beta2).addcmul(g, g, value=1 - beta2)
+            for i, case in enumerate(cases.tolist()):
+                t = int(self.steps[case])
+                step_size = self.lr / (1 - beta1 ** t)
+                denom = (v[case].sqrt() / (1 - beta2 ** t) ** 0.5).add_(self.eps)
+                p[case] = p[case].addcdiv(m[case], denom, value=-step_size)

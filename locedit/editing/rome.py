@@ -19,7 +19,10 @@ from torch import nn
 from ..models import architecture_of
 from ..problems import EditRequest
 from .apply import Deltas
+from .case_updates import CaseUpdates, RankOne
 from .common import keys_at_subject, optimize_site_delta, output_at_subject, prompt_batch, transposed_if_needed
+from .rows import case_means, case_rows, states_at_subject
+from .site_delta import optimize_site_deltas
 
 ROME_DEFAULTS: dict[str, Any] = {
     "v_steps": 20,
@@ -73,3 +76,28 @@ def rome(model: nn.Module, tok, request: EditRequest, layers: list[int], hparams
     """Weight delta of the down-projection of ``layers[0]`` (ROME edits a single layer)."""
     update = rome_update(model, tok, request, layers[0], hparams, stats, templates)
     return {architecture_of(model).down_proj(layers[0]) + ".weight": update.update}
+
+
+def rome_cases(model: nn.Module, tok, requests: list[EditRequest], layers: list[int], hparams: dict, stats,
+               templates: list[str], seed: int = 1) -> CaseUpdates:
+    """ROME for many requests at once (:mod:`locedit.editing.site_delta`): one rank-one update per
+    case, applied per row by :func:`~locedit.editing.case_updates.rows_updated`."""
+    hp = {**ROME_DEFAULTS, **hparams}
+    arch = architecture_of(model)
+    device = next(model.parameters()).device
+    layer, down = layers[0], arch.down_proj(layers[0])
+    noise = requests[0].noise
+    texts = [[t.replace("{}", r.prompt) for t in templates] for r in requests]
+    template_rows = case_rows(tok, requests, texts, None, device)
+    keys = states_at_subject(model, template_rows, inputs_of=[down], noise=noise)[down, "in"]
+    c_inv = stats.inverse(layer).to(device)
+    u = (case_means(keys, template_rows.case, len(requests)).to(c_inv.dtype) @ c_inv.T).float()
+    u = u / u.norm(dim=1, keepdim=True)
+
+    v0, delta = optimize_site_deltas(model, tok, requests, texts, site=down, site_layer=layer, hparams=hp, seed=seed)
+    plain = case_rows(tok, requests, [[r.prompt] for r in requests], None, device)
+    states = states_at_subject(model, plain, inputs_of=[down], outputs_of=[down], noise=noise)
+    k_star, m = states[down, "in"], states[down, "out"]
+    v_star = (m if noise is not None else v0) + delta  # under noise: δ on the mean noised output
+    right = (v_star - m) / (k_star * u).sum(1, keepdim=True)
+    return {down: RankOne(u, right)}

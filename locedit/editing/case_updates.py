@@ -1,0 +1,111 @@
+"""Per-case weight updates applied row by row as hooks, so many edits share one forward pass and
+the model's weights are never written.
+
+Each update lives in the down-projection's mathematical layout ([d_out, d_in], whatever the
+module stores) with a leading case axis; a forward hook adds, for every row, its own case's
+correction to the module's output: ``(x·u_c) right_c`` for a rank-one update (ROME, MEMIT) and
+``x ΔW_cᵀ + Δb_c`` for a dense one (FT)::
+
+    >>> updates = {"model.layers.5.mlp.down_proj": RankOne(u, right)}           # doctest: +SKIP
+    >>> with rows_updated(model, updates, row_case):                            # doctest: +SKIP
+    ...     model(**batch)               # row r sees the edit of case row_case[r]
+    >>> case_deltas(model, updates, 0)   # case 0's deltas in parameter layout   # doctest: +SKIP
+
+:func:`case_deltas` gives the plain path's :data:`~locedit.editing.apply.Deltas` of one case, so a
+batched edit can be compared with (or applied like) a sequential one.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .apply import Deltas
+from .common import transposed_if_needed
+
+
+@dataclass
+class RankOne:
+    """ΔW_c = right_c ⊗ u_c for each case c: ``u`` [cases, d_in], ``right`` [cases, d_out]."""
+
+    u: torch.Tensor
+    right: torch.Tensor
+
+    def correction(self, x: torch.Tensor, row_case: torch.Tensor) -> torch.Tensor:
+        coef = torch.einsum("rsi,ri->rs", x.float(), self.u[row_case].float())
+        return coef[..., None] * self.right[row_case].float()[:, None, :]
+
+    def select(self, cases: torch.Tensor) -> "RankOne":
+        return RankOne(self.u[cases], self.right[cases])
+
+    def weight(self, case: int) -> torch.Tensor:
+        return torch.outer(self.right[case], self.u[case])
+
+
+@dataclass
+class Dense:
+    """ΔW_c [cases, d_out, d_in] and, for modules with a bias, Δb_c [cases, d_out].
+
+    Rows must be grouped by case (``row_case`` non-decreasing), as every batch built by
+    :func:`locedit.editing.rows.case_rows` is: each case's rows get one matmul with its own ΔW.
+    """
+
+    weight_delta: torch.Tensor
+    bias_delta: torch.Tensor | None = None
+
+    def correction(self, x: torch.Tensor, row_case: torch.Tensor) -> torch.Tensor:
+        if not bool((row_case[1:] >= row_case[:-1]).all()):
+            raise ValueError("Dense updates need rows grouped by case (row_case non-decreasing)")
+        cases, counts = torch.unique_consecutive(row_case, return_counts=True)
+        parts = []
+        for case, rows in zip(cases.tolist(), torch.split(x, counts.tolist())):
+            part = rows.float() @ self.weight_delta[case].T
+            parts.append(part if self.bias_delta is None else part + self.bias_delta[case])
+        return torch.cat(parts)
+
+    def select(self, cases: torch.Tensor) -> "Dense":
+        return Dense(self.weight_delta[cases], None if self.bias_delta is None else self.bias_delta[cases])
+
+    def weight(self, case: int) -> torch.Tensor:
+        return self.weight_delta[case]
+
+
+Update = RankOne | Dense
+CaseUpdates = dict[str, Update]  # down-projection module name -> its per-case update
+
+
+@contextmanager
+def rows_updated(model: nn.Module, updates: CaseUpdates, row_case: torch.Tensor) -> Iterator[None]:
+    """During the block, row ``r`` of every forward pass sees case ``row_case[r]``'s updates."""
+    handles = []
+    try:
+        for name, update in updates.items():
+
+            def hook(_module, inputs, output, update=update):
+                return output + update.correction(inputs[0], row_case).to(output.dtype)
+
+            handles.append(model.get_submodule(name).register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def select_cases(updates: CaseUpdates, cases: list[int]) -> CaseUpdates:
+    """The updates of ``cases`` only, renumbered 0, 1, …"""
+    index = torch.tensor(cases, device=next(iter(updates.values())).weight(0).device) if updates else None
+    return {name: update.select(index) for name, update in updates.items()}
+
+
+def case_deltas(model: nn.Module, updates: CaseUpdates, case: int) -> Deltas:
+    """Case ``case``'s weight (and bias) deltas in the layout of the model's parameters."""
+    deltas: Deltas = {}
+    for name, update in updates.items():
+        deltas[name + ".weight"] = transposed_if_needed(model, update.weight(case).detach().float())
+        if isinstance(update, Dense) and update.bias_delta is not None:
+            deltas[name + ".bias"] = update.bias_delta[case].detach().float()
+    return deltas

@@ -1,0 +1,98 @@
+"""Prompt rows of many edit requests in one batch, each row tagged with its case, and the states
+the batched methods read at each row's last subject token.
+
+    >>> rows = case_rows(tok, requests, [[r.prompt] for r in requests], targets=None, device="cpu")  # doctest: +SKIP
+    >>> states = states_at_subject(model, rows, inputs_of=[down], outputs_of=[down], noise=None)    # doctest: +SKIP
+    >>> states[down, "in"].shape          # one key per row                                       # doctest: +SKIP
+    torch.Size([4, 2048])
+
+Noise (fact forcing) is drawn per case from its own generator in the order the case alone would
+draw it, so a case's result does not depend on which cases share its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..hooks import capture_inputs, capture_outputs, edit_outputs
+from ..models import architecture_of
+from ..noise import row_noise_hook
+from ..problems import EditRequest
+from .case_updates import CaseUpdates, rows_updated
+from .common import NOISED_STATE_SAMPLES, PromptBatch, prompt_batch
+from ..prompts import pad_batch
+
+
+@dataclass
+class CaseRows:
+    """A prompt batch whose row ``r`` belongs to request ``case[r]`` (rows grouped by case)."""
+
+    rows: PromptBatch
+    case: torch.Tensor
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.case.max()) + 1 if len(self.case) else 0
+
+
+def stack_batches(parts: list[PromptBatch], pad_id: int) -> PromptBatch:
+    """The rows of ``parts`` in order, right-padded into one batch."""
+    encoded = [e for p in parts for e in p.encoded]
+    device = parts[0].lookup.device
+    return PromptBatch(pad_batch([e.ids for e in encoded], pad_id, device), encoded,
+                       torch.cat([p.lookup for p in parts]), [r for p in parts for r in p.subject_ranges])
+
+
+def case_rows(tok, requests: list[EditRequest], texts: list[list[str]], targets: list[str | None] | None,
+              device) -> CaseRows:
+    """Rows ``texts[c]`` (followed by ``targets[c]`` when given) for every request ``c``."""
+    targets = targets if targets is not None else [None] * len(requests)
+    parts = [prompt_batch(tok, t, r.subject, target, device) for r, t, target in zip(requests, texts, targets)]
+    case = torch.cat([torch.full((len(t),), c, dtype=torch.long) for c, t in enumerate(texts)]).to(device)
+    return CaseRows(stack_batches(parts, tok.pad_token_id), case)
+
+
+def case_generators(case: torch.Tensor, seed: int) -> list[np.random.RandomState]:
+    """One ``RandomState(seed)`` per case, listed per row (the generator of the row's case)."""
+    per_case = [np.random.RandomState(seed) for _ in range(int(case.max()) + 1)] if len(case) else []
+    return [per_case[c] for c in case.tolist()]
+
+
+@torch.no_grad()
+def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (), outputs_of: list[str] = (),
+                      noise: float | None = None, updates: CaseUpdates | None = None) -> dict:
+    """Inputs / outputs of modules at each row's last subject token, ``{(name, "in"|"out"): [rows, d]}``.
+
+    With ``noise`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
+    own subject tokens (copies of the batch one after another, each case drawing from its own
+    ``RandomState(1)``: the sequential :func:`~locedit.editing.common.keys_at_subject`'s draws).
+    ``updates`` (per-case, per-row) are in place during the pass.
+    """
+    copies = 1 if noise is None else NOISED_STATE_SAMPLES
+    batch = {k: v.repeat(copies, 1) for k, v in rows.rows.batch.items()}
+    lookup = rows.rows.lookup.repeat(copies)
+    row_case = rows.case.repeat(copies)
+    edits = {}
+    if noise is not None:
+        edits[architecture_of(model).embedding] = row_noise_hook(rows.rows.subject_ranges * copies, noise,
+                                                                 rng=case_generators(row_case, 1))
+    with rows_updated(model, updates or {}, row_case), capture_inputs(model, list(inputs_of)) as seen_in, \
+            capture_outputs(model, list(outputs_of)) as seen_out, edit_outputs(model, edits):
+        model.base_model(**batch, use_cache=False)
+    picked = torch.arange(len(lookup), device=lookup.device)
+    out = {}
+    for kind, seen in (("in", seen_in), ("out", seen_out)):
+        for name, states in seen.items():
+            out[name, kind] = states[picked, lookup].float().view(copies, len(rows.case), -1).mean(0)
+    return out
+
+
+def case_means(values: torch.Tensor, case: torch.Tensor, n_cases: int) -> torch.Tensor:
+    """Mean of the rows of each case, [n_cases, d]."""
+    sums = torch.zeros(n_cases, values.shape[-1], device=values.device, dtype=values.dtype).index_add(0, case, values)
+    counts = torch.bincount(case, minlength=n_cases).to(values.dtype)
+    return sums / counts[:, None]

@@ -1,0 +1,163 @@
+"""ROME's v* and MEMIT's z for many edits at once: one free vector δ_c per case, added at its own
+rows' last subject token, optimised in shared forward/backward passes.
+
+    >>> v0, delta = optimize_site_deltas(model, tok, requests, texts, site="model.layers.5.mlp.down_proj",
+    ...                                  site_layer=5, hparams=ROME_DEFAULTS)          # doctest: +SKIP
+    >>> delta.shape                       # [cases, d_model]                              # doctest: +SKIP
+
+Each case's loss (its rewrite rows' mean per-token NLL, or the mean target probability when
+minimising, + ``kl_factor``·KL at its ``"{subject} is a"`` row + ``v_weight_decay``·‖δ_c‖/‖v₀_c‖²)
+depends on its own δ_c only, and the losses are summed, so every δ_c gets exactly its own gradient;
+Adam is per coordinate and the norm clamp per case, so each case follows the trajectory it would
+follow alone (:func:`locedit.editing.common.optimize_site_delta`, the plain path, up to float
+rounding). The shared-prefix cache and the upper-layers-only loop of the plain path apply as they
+are: the prefix is shared by every row of every case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..hooks import edit_outputs, layer_input, run_from
+from ..models import architecture_of
+from ..noise import row_noise_hook
+from ..problems import EditRequest
+from ..prompts import logits_at
+from .common import SharedPrefix, frozen, prompt_batch
+from .rows import case_generators, stack_batches
+
+
+def optimize_site_deltas(
+    model: nn.Module,
+    tok,
+    requests: list[EditRequest],
+    texts: list[list[str]],
+    site: str,
+    site_layer: int,
+    hparams: dict[str, Any],
+    seed: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v₀, δ), each [cases, d]: v₀_c is the site's unedited output at case c's first row.
+
+    ``hparams`` holds ``v_steps``, ``v_lr``, ``kl_factor``, ``v_weight_decay``,
+    ``clamp_norm_factor``, ``upper_only``, ``shared_prefix`` (ROME's and MEMIT's names).
+    """
+    arch = architecture_of(model)
+    device = next(model.parameters()).device
+    noise = _one_noise_level(requests)
+    parts, case_of_row, kl_rows, first_rows = [], [], [], []
+    for c, (req, rewrite_texts) in enumerate(zip(requests, texts)):
+        first_rows.append(len(case_of_row))
+        parts.append(prompt_batch(tok, rewrite_texts, req.subject, req.target, device))
+        parts.append(prompt_batch(tok, [f"{req.subject} is a"], req.subject, None, device))
+        case_of_row += [c] * (len(rewrite_texts) + 1)
+        kl_rows.append(len(case_of_row) - 1)
+    rows = stack_batches(parts, tok.pad_token_id)
+    row_case = torch.tensor(case_of_row, device=device)
+    n_cases = len(requests)
+
+    prefix = None
+    if hparams["shared_prefix"]:  # under noise the subject's states change every step; before it nothing does
+        first_changed = rows.lookup if noise is None else torch.tensor([b for b, _ in rows.subject_ranges])
+        prefix = SharedPrefix.build(model, rows, tok.pad_token_id, first_changed.to(device))
+    offsets = prefix.offsets if prefix is not None else torch.zeros_like(rows.lookup)
+    columns = rows.lookup + offsets
+    edits = {}
+    if noise is not None:
+        shifted = [(b + o, e + o) for (b, e), o in zip(rows.subject_ranges, offsets.tolist())]
+        edits[arch.embedding] = row_noise_hook(shifted, noise, rng=case_generators(row_case, seed))
+
+    def inputs() -> dict:
+        return prefix.inputs(model) if prefix is not None else rows.batch
+
+    cached = layer_input(model, arch.layers, inputs(), site_layer) if hparams["upper_only"] and not edits else None
+    targets = _TargetPositions(rows, kl_rows, offsets, row_case)
+
+    delta = torch.zeros(n_cases, model.config.hidden_size, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=hparams["v_lr"])
+    all_rows = torch.arange(len(case_of_row), device=device)
+    first = torch.tensor(first_rows, device=device)
+    seen: dict[str, torch.Tensor] = {}
+
+    def add_delta(_name: str, hidden: torch.Tensor) -> torch.Tensor:
+        if "v0" not in seen:
+            seen["v0"] = hidden[first, columns[first]].detach().float().clone()
+        hidden = hidden.clone()
+        hidden[all_rows, columns] += delta[row_case].to(hidden.dtype)
+        return hidden
+
+    minimize = requests[0].minimize
+    kl_init = None
+    with frozen(model):
+        for step in range(hparams["v_steps"]):
+            with run_from(model, arch.layers, cached), edit_outputs(model, {**edits, site: add_delta}):
+                nll, kl_logits = targets.nll_and_kl_logits(model, inputs())
+            kl_logp = torch.log_softmax(kl_logits.float(), dim=-1)
+            if kl_init is None:
+                kl_init = kl_logp.detach().clone()
+            kl = torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True, reduction="none").sum(-1)
+            fit = torch.exp(-nll) if minimize else nll
+            decay = hparams["v_weight_decay"] * delta.norm(dim=1) / seen["v0"].norm(dim=1) ** 2
+            loss = (fit + hparams["kl_factor"] * kl + decay).sum()
+            if step == hparams["v_steps"] - 1 and not minimize:
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                limit = hparams["clamp_norm_factor"] * seen["v0"].norm(dim=1)
+                norms = delta.norm(dim=1)
+                delta.mul_(torch.where(norms > limit, limit / norms, torch.ones_like(norms))[:, None])
+    return seen["v0"], delta.detach()
+
+
+def _one_noise_level(requests: list[EditRequest]) -> float | None:
+    levels = {r.noise for r in requests}
+    minimize = {r.minimize for r in requests}
+    if len(levels) > 1 or len(minimize) > 1:
+        raise ValueError(f"a batch of edits shares one problem; got noise levels {levels}, minimize {minimize}")
+    return levels.pop()
+
+
+class _TargetPositions:
+    """Where each case's rewrite rows predict their target tokens and where its KL row is read, in
+    the fed columns (row ``r``'s position ``p`` is column ``p + offsets[r]``)."""
+
+    def __init__(self, rows, kl_rows: list[int], offsets: torch.Tensor, row_case: torch.Tensor):
+        device = rows.lookup.device
+        kl_set = set(kl_rows)
+        row_idx, pos_idx, tokens, owner = [], [], [], []
+        for r, enc in enumerate(rows.encoded):
+            if r in kl_set:
+                continue
+            for pos, t in zip(enc.target_positions, enc.target_ids):
+                row_idx.append(r)
+                pos_idx.append(pos + int(offsets[r]))
+                tokens.append(t)
+                owner.append(r)
+        n_tokens = torch.bincount(torch.tensor(owner), minlength=len(rows.encoded)).float().to(device)
+        rewrite_rows = torch.tensor([r for r in range(len(rows.encoded)) if r not in kl_set], device=device)
+        self.n_cases = len(kl_rows)
+        self.rows = torch.tensor(row_idx + kl_rows, device=device)
+        self.positions = torch.tensor(pos_idx + [int(rows.lookup[r] + offsets[r]) for r in kl_rows], device=device)
+        self.tokens = torch.tensor(tokens, device=device)
+        self.owner = torch.tensor(owner, device=device)
+        self.rewrite_rows = rewrite_rows
+        self.rewrite_case = row_case[rewrite_rows]
+        self.per_row_tokens = n_tokens[rewrite_rows]
+        self.rows_per_case = torch.bincount(self.rewrite_case, minlength=self.n_cases).float()
+        self.n_rows = len(rows.encoded)
+
+    def nll_and_kl_logits(self, model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each case's mean per-token NLL over its rewrite rows [cases], and its KL row's logits [cases, V]."""
+        logits = logits_at(model, inputs, self.rows, self.positions)
+        n_target = len(self.tokens)
+        target_logits, kl_logits = logits[:n_target], logits[n_target:]
+        token_lp = torch.log_softmax(target_logits.float(), -1).gather(1, self.tokens[:, None])[:, 0]
+        row_lp = torch.zeros(self.n_rows, device=token_lp.device).index_add(0, self.owner, token_lp)
+        per_row = row_lp[self.rewrite_rows] / self.per_row_tokens
+        nll = -torch.zeros(self.n_cases, device=token_lp.device).index_add(0, self.rewrite_case, per_row)
+        return nll / self.rows_per_case, kl_logits

@@ -1,0 +1,177 @@
+"""The batched editing engine against the plain path (one request, weights edited in place):
+same deltas and post-edit probabilities per case, whatever shares its batch; weights never written;
+per-case early stop and clamp inside a batch."""
+
+import hashlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from locedit.editing import METHODS
+from locedit.editing.apply import applied
+from locedit.editing.case_updates import Dense, RankOne, case_deltas, rows_updated
+from locedit.editing.ft import finetune_cases
+from locedit.evaluation import evaluate, evaluate_cases
+from locedit.models import architecture_of
+from locedit.problems import EditRequest
+from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
+
+from conftest import TINY_CONFIGS, tiny_model
+
+PEOPLE = [
+    ("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
+    ("Edwin of Northumbria", "Edwin of Northumbria follows the religion of", "Islam", "Christianity"),
+    ("Toko Yasuda", "Toko Yasuda plays the instrument", "piano", "guitar"),
+    ("Autonomous University of Madrid", "Autonomous University of Madrid is located in", "Sweden", "Spain"),
+]
+REQUESTS = [
+    EditRequest(case_id=i, prompt=prompt, subject=subject, target=target, baseline=baseline,
+                paraphrases=(f"Something said. {prompt}",), neighborhood=("Léon Blum speaks", "Paris is in"))
+    for i, (subject, prompt, target, baseline) in enumerate(PEOPLE)
+]
+TEMPLATES = {"rome": ["{}", "A few words. {}", "Something else here. {}"],
+             "memit": [["{}"], ["The day. {}", "Because of it. {}"]]}
+PROBLEM_FLAGS = {"maximize": {}, "minimize": {"minimize": True}, "noised": {"noise": 0.5}}
+HPARAMS = {"rome": {"v_steps": 4}, "memit": {"v_steps": 4}, "ft1": {"steps": 4, "norm_constraint": 1e-2},
+           "ft5": {"steps": 4, "norm_constraint": 1e-2, "noise_samples": 3}}
+
+
+# Deltas: the batched passes round differently (W x + ΔW x per row, other padding and shapes), and
+# Adam's first steps, ±lr·g/(|g| + 1e-8) per coordinate, turn that rounding into larger relative
+# differences where a tiny random model's gradient is near its noise floor (measured, init 0.45:
+# up to 1.2e-2 for MEMIT on llama when minimising, ≤ 1e-3 for most conditions). The edited
+# model's probabilities agree to ≤ 9e-7 absolute everywhere; on the embedded model the deltas
+# agree to 1e-4 (tests/test_batched_editing_embedded.py). A wrong row-to-case mapping gives O(1).
+DELTA_RTOL = 2e-2
+PROB_ATOL, PROB_RTOL = 1e-6, 1e-3
+
+
+def weights_hash(model) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def greedy_word(model, tok, prompt: str) -> str:
+    """The model's most likely next word-initial token (``Ġ…``) after ``prompt``, as a target."""
+    ids = torch.tensor([tok(prompt)["input_ids"]])
+    spaced = torch.tensor([t.startswith("Ġ") for t in tok.convert_ids_to_tokens(list(range(len(tok))))])
+    with torch.no_grad():
+        logits = model(ids).logits[0, -1].masked_fill(~spaced, -torch.inf)
+    return tok.decode([int(logits.argmax())]).strip()
+
+
+@pytest.fixture(scope="module", params=["gpt2", "gemma3_text", "llama"])
+def setup(request, gpt2_tokenizer, tmp_path_factory):
+    model = tiny_model(request.param, init_range=0.45)  # peaked: likely targets are > FT's loss floor
+    folder = tmp_path_factory.mktemp(f"stats-{request.param}")
+    moments = collect_second_moments(model, gpt2_tokenizer, corpus_texts("bundled-wiki", n_samples=60),
+                                     layers=[0, 1, 2, 3], max_tokens=48)
+    save_layer_moments(moments, folder)
+    return model, gpt2_tokenizer, KeyStats(folder)
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> bool:
+    return bool((actual - expected).norm() <= rel * expected.norm().clamp_min(1e-12))
+
+
+@pytest.mark.parametrize("flags", sorted(PROBLEM_FLAGS))
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_batched_edits_equal_the_plain_path_case_by_case(setup, method, flags):
+    """Deltas within 1e-4 relative and post-edit probabilities within 1e-4 absolute of editing each
+    case alone with the weights changed in place; the weights themselves are never written."""
+    model, tok, stats = setup
+    spec = METHODS[method]
+    requests = [replace(r, **PROBLEM_FLAGS[flags]) for r in REQUESTS]
+    if flags == "minimize":  # a likely target, so FT's loss P(target) is above its floor and it steps
+        requests = [replace(r, target=greedy_word(model, tok, r.prompt)) for r in requests]
+    layers = [0, 1, 2] if spec.window > 1 else [2]
+    templates = TEMPLATES.get(spec.templates)
+    before = weights_hash(model)
+    updates = spec.edit_cases(model, tok, requests, layers, HPARAMS[method], stats, templates)
+    assert weights_hash(model) == before
+    batched_tables = evaluate_cases(model, tok, requests, updates)
+    assert weights_hash(model) == before
+    moved = 0.0
+    for c, req in enumerate(requests):
+        plain = spec.edit(model, tok, req, layers, HPARAMS[method], stats, templates)
+        batched = case_deltas(model, updates, c)
+        assert sorted(batched) == sorted(plain)
+        for name in plain:
+            assert close(batched[name], plain[name], DELTA_RTOL), (req.case_id, name)
+            moved = max(moved, plain[name].abs().max().item())
+        with applied(model, plain):
+            expected = evaluate(model, tok, req)
+        columns = ["p_target", "p_baseline"]
+        assert np.allclose(batched_tables[c][columns], expected[columns], rtol=PROB_RTOL, atol=PROB_ATOL), req.case_id
+    assert moved > 0
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_batch_composition_does_not_change_a_case(setup, method):
+    """Case 2 edited alone, with one other case, and with all four: the same deltas to rounding."""
+    model, tok, stats = setup
+    spec = METHODS[method]
+    layers = [0, 1, 2] if spec.window > 1 else [2]
+    requests = [replace(r, noise=0.5) for r in REQUESTS]  # noise: each case must draw its own
+    results = []
+    for batch in ([requests[2]], [requests[0], requests[2]], requests):
+        updates = spec.edit_cases(model, tok, batch, layers, HPARAMS[method], stats, TEMPLATES.get(spec.templates))
+        results.append(case_deltas(model, updates, batch.index(requests[2])))
+    for other in results[1:]:
+        for name in results[0]:
+            assert close(other[name], results[0][name], DELTA_RTOL)
+
+
+def test_ft_stops_and_clamps_each_case_on_its_own(setup):
+    """With a loose clamp a case that reaches the loss floor stops (patience) and keeps its delta,
+    while a harder case goes on; no entry ever leaves the L∞ ball."""
+    model, tok, _ = setup
+    eps = 0.5
+    hp = {"steps": 25, "norm_constraint": eps, "lr": 5e-2}
+    updates = finetune_cases(model, tok, REQUESTS[:2], [2], hp)
+    for c, req in enumerate(REQUESTS[:2]):
+        plain = METHODS["ft1"].edit(model, tok, req, [2], hp)
+        batched = case_deltas(model, updates, c)
+        for name in plain:
+            assert batched[name].abs().max() <= eps + 1e-7
+            assert close(batched[name], plain[name], DELTA_RTOL)
+
+
+def test_rank_one_and_dense_rows_add_their_own_cases_update():
+    """A closed form: row r of a linear layer's output moves by x_r ΔW_{case(r)}ᵀ (+ Δb)."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3)
+    holder = torch.nn.Module()
+    holder.down = layer
+    x = torch.randn(3, 2, 4)
+    row_case = torch.tensor([0, 1, 1])
+    u, right = torch.randn(2, 4), torch.randn(2, 3)
+    dense = Dense(torch.randn(2, 3, 4), torch.randn(2, 3))
+    for update in (RankOne(u, right), dense):
+        with rows_updated(holder, {"down": update}, row_case), torch.no_grad():
+            out = holder.down(x)
+        for r, c in enumerate(row_case.tolist()):
+            w = update.weight(c)
+            bias = dense.bias_delta[c] if update is dense else 0
+            expected = x[r] @ (layer.weight + w).T + layer.bias + bias
+            torch.testing.assert_close(out[r], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_every_family_edits_in_a_batch(gpt2_tokenizer, tmp_path):
+    """One batched ROME edit per registry family runs and matches the plain path's delta."""
+    for family in sorted(TINY_CONFIGS):
+        model = tiny_model(family)
+        folder = tmp_path / family
+        save_layer_moments(collect_second_moments(model, gpt2_tokenizer, corpus_texts("bundled-wiki", n_samples=20),
+                                                  layers=[2], max_tokens=32), folder)
+        stats = KeyStats(folder)
+        updates = METHODS["rome"].edit_cases(model, gpt2_tokenizer, REQUESTS[:2], [2], {"v_steps": 3}, stats,
+                                             TEMPLATES["rome"])
+        plain = METHODS["rome"].edit(model, gpt2_tokenizer, REQUESTS[1], [2], {"v_steps": 3}, stats, TEMPLATES["rome"])
+        name = architecture_of(model).down_proj(2) + ".weight"
+        assert close(case_deltas(model, updates, 1)[name], plain[name], DELTA_RTOL), family
