@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .precision import unembed
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -109,7 +111,7 @@ def logits_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tens
     100x slower, models.md).
     """
     hidden = model.base_model(**{"use_cache": False, **batch}).last_hidden_state
-    logits = model.get_output_embeddings()(hidden[rows, positions].contiguous())
+    logits = unembed(model, hidden[rows, positions].contiguous())
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

@@ -1,5 +1,5 @@
 """The editing sweep: which layers and cases, hyperparameters per (method, problem), and the loop
-an edit job runs (edit, evaluate, restore, for every (case, layer) of its shard).
+an edit job runs (edit and evaluate every (case, layer) of its shard, many cases per pass).
 
     >>> central_layers({"every": 4}, 18)
     [0, 4, 8, 12, 16, 17]
@@ -18,9 +18,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .editing import METHODS
-from .editing.apply import applied
-from .evaluation import evaluate
+from .evaluation import evaluate, evaluate_cases
 from .io import CaseCheckpoint
+from .precision import bfloat16_unembedding
 from .problems import PROBLEMS, request_for
 from .tracing import layer_window
 
@@ -106,27 +106,62 @@ def pre_edit_table(model, tok, cases, problem, noised, sigma, seed=1, essence=No
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def case_batches(case_ids: list[int], size: int) -> list[list[int]]:
+    """Consecutive groups of ``size`` cases of a shard: fixed by the shard alone (not by what a
+    checkpoint already holds), so a resumed job edits every case in the batch it had before.
+
+        >>> case_batches([13, 37, 253, 307, 565], 2)
+        [[13, 37], [253, 307], [565]]
+    """
+    return [case_ids[i:i + size] for i in range(0, len(case_ids), size)]
+
+
+def edit_and_evaluate(model, tok, method: str, reqs: list, window: list[int], hparams: dict, stats,
+                      templates, seed: int = 1, mixed_precision: bool = False
+                      ) -> tuple[list[pd.DataFrame], float, float]:
+    """Edit ``reqs`` together at ``window`` and evaluate each edited case: (one table per request,
+    edit seconds, evaluation seconds). With ``mixed_precision`` the edit's optimisation unembeds in
+    bfloat16 (:mod:`locedit.precision`); evaluation is always float32. The one edit → evaluate path
+    of the workflow, the tuning tool and the benchmark::
+
+        >>> tables, edit_s, eval_s = edit_and_evaluate(model, tok, "rome", reqs, [8], hp, stats, tpl)  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    with bfloat16_unembedding(model, enabled=mixed_precision):
+        updates = METHODS[method].edit_cases(model, tok, reqs, window, hparams, stats, templates)
+    edit_s = time.perf_counter() - start
+    tables = evaluate_cases(model, tok, reqs, updates, seed)
+    return tables, edit_s, time.perf_counter() - start - edit_s
+
+
 def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noised, sigma: float,
                  layers: list[int], hparams: dict, stats, templates: dict | None, checkpoint: CaseCheckpoint,
-                 seed: int = 1, essence: pd.DataFrame | None = None) -> None:
-    """Edit, evaluate and restore every (case, layer); each finished case goes to ``checkpoint``."""
+                 seed: int = 1, essence: pd.DataFrame | None = None, batch_cases: int = 1,
+                 mixed_precision: bool = False) -> None:
+    """Edit and evaluate every (case, layer), ``batch_cases`` cases per pass (the weights are never
+    written); each finished batch's cases go to ``checkpoint``. ``edit_s`` / ``eval_s`` are the
+    batch's times divided by its cases."""
     spec = METHODS[method]
     n_layers = model.config.num_hidden_layers
     todo = set(checkpoint.todo(cases.case_id.tolist()))
-    log.info("%s/%s: %d cases x %d layers, %d already done", method, problem, len(todo), len(layers),
-             len(cases) - len(todo))
-    chosen = [r for r in requests(cases, problem, noised, tok.eos_token, sigma, essence) if r.case_id in todo]
+    log.info("%s/%s: %d cases x %d layers, %d already done, %d cases per batch", method, problem, len(todo),
+             len(layers), len(cases) - len(todo), batch_cases)
+    by_id = {r.case_id: r for r in requests(cases, problem, noised, tok.eos_token, sigma, essence)}
+    batches = [b for b in case_batches(cases.case_id.tolist(), batch_cases) if todo.intersection(b)]
     method_templates = templates[spec.templates] if spec.templates else None
-    for req in tqdm(chosen, desc=f"edit {method}/{problem}", unit="case", mininterval=10):
-        parts = []
+    progress = tqdm(total=sum(len(b) for b in batches), desc=f"edit {method}/{problem}", unit="case", mininterval=10)
+    for batch in batches:
+        reqs = [by_id[c] for c in batch]
+        parts: dict[int, list[pd.DataFrame]] = {c: [] for c in batch}
         for central in layers:
             window = edited_layers(central, spec.window, n_layers)
-            start = time.perf_counter()
-            deltas = spec.edit(model, tok, req, window, hparams, stats, method_templates)
-            edit_s = time.perf_counter() - start
-            with applied(model, deltas):
-                post = evaluate(model, tok, req, seed)
-            eval_s = time.perf_counter() - start - edit_s
-            parts.append(post.assign(case_id=req.case_id, layer=central, edited_layers=",".join(map(str, window)),
-                                     target=req.target, baseline=req.baseline, edit_s=edit_s, eval_s=eval_s))
-        checkpoint.save(req.case_id, pd.concat(parts, ignore_index=True).assign(method=method, problem=problem))
+            tables, edit_s, eval_s = edit_and_evaluate(model, tok, method, reqs, window, hparams, stats,
+                                                       method_templates, seed, mixed_precision)
+            for req, post in zip(reqs, tables):
+                parts[req.case_id].append(post.assign(
+                    case_id=req.case_id, layer=central, edited_layers=",".join(map(str, window)), target=req.target,
+                    baseline=req.baseline, edit_s=edit_s / len(reqs), eval_s=eval_s / len(reqs)))
+        for case_id, tables in parts.items():
+            checkpoint.save(case_id, pd.concat(tables, ignore_index=True).assign(method=method, problem=problem))
+        progress.update(len(batch))
+    progress.close()

@@ -14,7 +14,6 @@ The chosen values go to ``editing.hparams`` / ``editing.overrides`` in the confi
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,14 +22,13 @@ import yaml
 
 from locedit.config import load_config
 from locedit.editing import METHODS
-from locedit.editing.apply import applied
 from locedit.evaluation import evaluate
 from locedit.io import read_json
 from locedit.metrics import edit_scores, prompt_scores
 from locedit.models import load_model, model_slug
 from locedit.problems import PROBLEMS
 from locedit.stats import KeyStats, stats_folder_name
-from locedit.sweep import editable_cases, edited_layers, hparams_for, requests
+from locedit.sweep import case_batches, edit_and_evaluate, editable_cases, edited_layers, hparams_for, requests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,17 +87,17 @@ def main() -> None:
     rows = []
     for value in values:
         hp = {**hparams_for(opts, args.method, args.problem), name: value}
-        post, seconds = [], []
-        for req in reqs:
-            start = time.perf_counter()
-            deltas = spec.edit(model, tok, req, window, hp, stats, templates)
-            seconds.append(time.perf_counter() - start)
-            with applied(model, deltas):
-                post.append(evaluate(model, tok, req, opts["seed"]).assign(
-                    case_id=req.case_id, problem=args.problem, method=args.method, layer=central))
+        post, edit_seconds = [], 0.0
+        for batch in case_batches(list(range(len(reqs))), opts["batch_cases"]):
+            batch_reqs = [reqs[i] for i in batch]
+            tables, edit_s, _ = edit_and_evaluate(model, tok, args.method, batch_reqs, window, hp, stats, templates,
+                                                  opts["seed"], opts["mixed_precision"])
+            edit_seconds += edit_s
+            post += [t.assign(case_id=r.case_id, problem=args.problem, method=args.method, layer=central)
+                     for r, t in zip(batch_reqs, tables)]
         scores = edit_scores(prompt_scores(pre, pd.concat(post), {args.problem: PROBLEMS[args.problem].minimize}))
         means = scores[["rewrite_score", "paraphrase_score", "neighborhood_score", "overall_score"]].mean()
-        rows.append({name: value, **means.round(3).to_dict(), "edit_s": round(sum(seconds) / len(seconds), 1)})
+        rows.append({name: value, **means.round(3).to_dict(), "edit_s": round(edit_seconds / len(reqs), 1)})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
     print(f"\n{args.method} / {args.problem}, layers {window}, first {len(reqs)} cases "
           f"({', '.join(map(str, cases.case_id))}):")

@@ -15,7 +15,8 @@ with job(snakemake) as cfg:
     cases = shard(cases, index, opts["shards"])
     hparams = hparams_for(opts, method, problem)
     settings = {"hparams": hparams, "layers": snakemake.params.layers, "sigma": sigma, "model": cfg["model"]["name"],
-                "dtype": cfg["model"]["dtype"], "seed": opts["seed"], "essence": opts.get("essence")}
+                "dtype": cfg["model"]["dtype"], "seed": opts["seed"], "essence": opts.get("essence"),
+                "batch_cases": opts["batch_cases"], "mixed_precision": opts["mixed_precision"]}
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     if checkpoint.todo(cases.case_id.tolist()):
         model, tok = job_model(snakemake.input.model, cfg)
@@ -23,6 +24,7 @@ with job(snakemake) as cfg:
         templates = read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None
         essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
         run_edit_job(model, tok, method, problem, cases, pd.read_parquet(snakemake.input.noised), sigma,
-                     snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"], essence)
+                     snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"], essence,
+                     opts["batch_cases"], opts["mixed_precision"])
     checkpoint.merge(cases.case_id.tolist(), snakemake.output[0],
                      {"model": cfg["model"]["name"], "run": cfg["run"], "shard": index})
