@@ -1,14 +1,16 @@
 """Edits per hour: the plain path (one case at a time, weights edited in place) vs the batched
-engine (many cases per pass, per-row updates), side by side on the same cases.
+engine (many cases per pass, per-row updates) in float32 and with mixed precision (bfloat16
+unembedding while optimising), side by side on the same cases.
 
     .venv/bin/python benchmarks/editing.py [--cases 16] [--layer 8] [--batch 16] \\
         [--problems error_injection fact_forcing] [--methods ft1 ft5 rome memit] [--threads 2]
 
 For the first N correctly completed cases of the bundled CounterFact subset (embedded model, the
 hyperparameters of config.yaml), every method edits every case at one central layer and evaluates
-it (rewrite, paraphrase, neighborhood prompts) both ways. It prints, per method and problem, the
-wall time, edits per hour, the speed-up, and the largest difference of any post-edit probability
-between the two paths.
+it (rewrite, paraphrase, neighborhood prompts) all three ways. It prints, per method and problem,
+edits per hour, the speed-ups over the plain path, the largest difference of any post-edit
+probability from the plain path's, and for mixed precision the max / mean |Δ| of the rewrite and
+overall scores and how many rewrite-success verdicts flip.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from locedit.editing import METHODS
 from locedit.editing.apply import applied
 from locedit.editing.templates import context_templates
 from locedit.evaluation import evaluate
+from locedit.metrics import edit_scores, prompt_scores
 from locedit.models import load_model, prepare_model
 from locedit.noise import embedding_std
 from locedit.problems import PROBLEMS, noised_targets, request_for
@@ -47,11 +50,26 @@ def plain_path(model, tok, method, reqs, window, hp, stats, templates) -> list[p
     return tables
 
 
-def batched_path(model, tok, method, reqs, window, hp, stats, templates, batch: int) -> list[pd.DataFrame]:
+def batched_path(model, tok, method, reqs, window, hp, stats, templates, batch: int,
+                 mixed: bool = False) -> list[pd.DataFrame]:
     tables = []
     for ids in case_batches(list(range(len(reqs))), batch):
-        tables += edit_and_evaluate(model, tok, method, [reqs[i] for i in ids], window, hp, stats, templates)[0]
+        tables += edit_and_evaluate(model, tok, method, [reqs[i] for i in ids], window, hp, stats, templates,
+                                    mixed_precision=mixed)[0]
     return tables
+
+
+def scores(pre: list[pd.DataFrame], post: list[pd.DataFrame], reqs, problem: str) -> pd.DataFrame:
+    """Rewrite / overall score and rewrite success per case."""
+    tag = [dict(case_id=r.case_id, problem=problem) for r in reqs]
+    before = pd.concat([t.assign(**k) for t, k in zip(pre, tag)])
+    after = pd.concat([t.assign(**k, method="m", layer=0) for t, k in zip(post, tag)])
+    table = edit_scores(prompt_scores(before, after, {problem: PROBLEMS[problem].minimize}))
+    return table.set_index("case_id")[["rewrite_score", "overall_score", "rewrite_success"]]
+
+
+def max_dprob(tables: list[pd.DataFrame], reference: list[pd.DataFrame]) -> float:
+    return max(float((t[PROBS] - r[PROBS]).abs().max().max()) for t, r in zip(tables, reference))
 
 
 def timed(fn, *args):
@@ -88,6 +106,7 @@ def main() -> None:
     rows = []
     for problem in args.problems:
         reqs = [request_for(c, PROBLEMS[problem], noised[c.case_id], tok.eos_token, sigma) for c in cases.itertuples()]
+        pre = [evaluate(model, tok, r) for r in reqs]
         for method in args.methods:
             spec = METHODS[method]
             window = edited_layers(args.layer, spec.window, n_layers)
@@ -95,23 +114,30 @@ def main() -> None:
             inputs = (model, tok, method, reqs, window, hp, stats, templates.get(spec.templates))
             plain, plain_s = timed(plain_path, *inputs)
             batched, batched_s = timed(batched_path, *inputs, args.batch)
-            diff = max(float((b[PROBS] - p[PROBS]).abs().max().max()) for b, p in zip(batched, plain))
-            rows.append({"problem": PROBLEMS[problem].short, "method": method, "cases": len(reqs),
-                         "plain_s_per_edit": plain_s / len(reqs), "batched_s_per_edit": batched_s / len(reqs),
-                         "plain_edits_per_h": 3600 * len(reqs) / plain_s,
-                         "batched_edits_per_h": 3600 * len(reqs) / batched_s,
-                         "speedup": plain_s / batched_s, "max_abs_dprob": diff})
+            mixed, mixed_s = timed(batched_path, *inputs, args.batch, True)
+            exact, low = scores(pre, plain, reqs, problem), scores(pre, mixed, reqs, problem)
+            n = len(reqs)
+            rows.append({"problem": PROBLEMS[problem].short, "method": method, "cases": n,
+                         "plain_per_h": 3600 * n / plain_s, "batched_per_h": 3600 * n / batched_s,
+                         "mixed_per_h": 3600 * n / mixed_s,
+                         "batched_x": plain_s / batched_s, "mixed_x": plain_s / mixed_s,
+                         "batched_max_dP": max_dprob(batched, plain), "mixed_max_dP": max_dprob(mixed, plain),
+                         "mixed_max_drewrite": (low.rewrite_score - exact.rewrite_score).abs().max(),
+                         "mixed_mean_drewrite": (low.rewrite_score - exact.rewrite_score).abs().mean(),
+                         "mixed_max_doverall": (low.overall_score - exact.overall_score).abs().max(),
+                         "mixed_flips": int(((low.rewrite_success > 0.5) != (exact.rewrite_success > 0.5)).sum()),
+                         "plain_s": plain_s, "batched_s": batched_s, "mixed_s": mixed_s})
             print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda x: f"{x:.3g}"), flush=True)
     table = pd.DataFrame(rows)
     print(f"\n{args.model} float32, central layer {args.layer} of {n_layers}, {len(cases)} cases "
           f"({', '.join(map(str, cases.case_id))}), batch {args.batch}, {args.threads} threads, "
           f"{len(templates['rome'])} ROME templates")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-    total_plain = (table.plain_s_per_edit * table.cases).sum()
-    total_batched = (table.batched_s_per_edit * table.cases).sum()
-    print(f"overall: plain {total_plain / table.cases.sum():.2f} s/edit, batched "
-          f"{total_batched / table.cases.sum():.2f} s/edit ({total_plain / total_batched:.2f}x), "
-          f"max |dP| {table.max_abs_dprob.max():.1e}")
+    edits = table.cases.sum()
+    plain_s, batched_s, mixed_s = table.plain_s.sum(), table.batched_s.sum(), table.mixed_s.sum()
+    print(f"overall: plain {plain_s / edits:.2f} s/edit, batched {batched_s / edits:.2f} s/edit "
+          f"({plain_s / batched_s:.2f}x, max |dP| {table.batched_max_dP.max():.1e}), mixed {mixed_s / edits:.2f} s/edit "
+          f"({plain_s / mixed_s:.2f}x, max |dP| {table.mixed_max_dP.max():.1e})")
 
 
 if __name__ == "__main__":

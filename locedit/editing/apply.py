@@ -1,4 +1,5 @@
-"""The one place that applies weight deltas and restores the exact original weights.
+"""The one place that touches the model's weights: applies deltas and restores the exact
+originals, freezes gradients, and maps updates into a parameter's layout.
 
     >>> with applied(model, deltas):          # doctest: +SKIP
     ...     evaluate(model)                   # the edited model
@@ -12,6 +13,8 @@ from typing import Iterator
 
 import torch
 from torch import nn
+
+from ..models import architecture_of
 
 Deltas = dict[str, torch.Tensor]  # parameter name -> delta of the same shape
 
@@ -42,3 +45,21 @@ def preserved(model: nn.Module, names: list[str]) -> Iterator[None]:
 def deltas_since(model: nn.Module, originals: dict[str, torch.Tensor]) -> Deltas:
     """Current value minus ``originals`` for each named parameter (float32, detached)."""
     return {name: (model.get_parameter(name).detach().float() - w0.float()) for name, w0 in originals.items()}
+
+
+@contextmanager
+def frozen(model: nn.Module, except_names: tuple[str, ...] = ()) -> Iterator[None]:
+    """No weight gradients inside the block (but for ``except_names``); flags restored after."""
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in except_names)
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+
+
+def transposed_if_needed(model: nn.Module, update: torch.Tensor) -> torch.Tensor:
+    """A [d_out, d_in] update in the layout of the down-projection weight (GPT-2 stores [in, out])."""
+    return update.T.contiguous() if architecture_of(model).down_proj_transposed else update

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .apply import Deltas
-from .common import transposed_if_needed
+from .apply import transposed_if_needed
 
 
 @dataclass

@@ -21,11 +21,10 @@ from ..hooks import edit_outputs, layer_input, run_from
 from ..models import architecture_of
 from ..prompts import gather_target_log_probs
 from ..problems import EditRequest
-from .apply import Deltas, deltas_since, preserved
 from ..noise import row_noise_hook
+from .apply import Deltas, deltas_since, frozen, preserved
 from .case_updates import CaseUpdates, Dense, rows_updated
-from .common import frozen, noise_for, prompt_batch
-from .rows import case_generators, case_rows
+from .rows import case_generators, case_rows, prompt_batch
 
 FT_DEFAULTS: dict[str, Any] = {
     "lr": 5e-4,
@@ -46,7 +45,9 @@ def finetune(model: nn.Module, tok, request: EditRequest, layers: list[int], hpa
     names = [n for i in layers for n, _ in model.get_submodule(arch.down_proj(i)).named_parameters(prefix=arch.down_proj(i))]
     rows_per_step = hp["noise_samples"] if request.noise is not None else 1
     rows = prompt_batch(tok, [request.prompt] * rows_per_step, request.subject, request.target, device)
-    noise = noise_for(request, rows, np.random.RandomState(1), arch.embedding)
+    noise = {}
+    if request.noise is not None:
+        noise[arch.embedding] = row_noise_hook(rows.subject_ranges, request.noise, rng=np.random.RandomState(1))
     cached = layer_input(model, arch.layers, rows.batch, min(layers)) if hp["upper_only"] and not noise else None
 
     params = [model.get_parameter(n) for n in names]

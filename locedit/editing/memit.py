@@ -24,10 +24,9 @@ from torch import nn
 
 from ..models import architecture_of
 from ..problems import EditRequest
-from .apply import Deltas, deltas_since, preserved
+from .apply import Deltas, deltas_since, preserved, transposed_if_needed
 from .case_updates import CaseUpdates, RankOne
-from .common import keys_at_subject, optimize_site_delta, output_at_subject, prompt_batch, transposed_if_needed
-from .rows import case_means, case_rows, states_at_subject
+from .rows import case_means, case_rows, one_case, prompt_batch, states_at_subject
 from .site_delta import optimize_site_deltas
 
 MEMIT_DEFAULTS: dict[str, Any] = {
@@ -94,37 +93,34 @@ def through_post_mlp_norm(norm: nn.Module, m: torch.Tensor, resid: torch.Tensor,
 
 def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparams: dict, stats,
           templates: list[list[str]]) -> Deltas:
-    """Weight deltas of the down-projections of ``layers`` (ascending)."""
+    """Weight deltas of the down-projections of ``layers`` for one request: the plain path, each
+    layer's update written into the weights before the next layer's keys are read."""
     hp = {**MEMIT_DEFAULTS, **hparams}
     arch = architecture_of(model)
     device = next(model.parameters()).device
     layers = sorted(layers)
-    z_layer = layers[-1]
+    z_site = arch.layer(layers[-1])
     flat = [t for group in templates for t in group]
     texts = [t.replace("{}", request.prompt) for t in flat]
-    h0, delta = optimize_site_delta(
-        model, tok, request, texts, site=arch.layer(z_layer), site_layer=z_layer,
-        steps=hp["v_steps"], lr=hp["v_lr"], kl_factor=hp["kl_factor"], weight_decay=hp["v_weight_decay"],
-        clamp_norm_factor=hp["clamp_norm_factor"], upper_only=hp["upper_only"],
-        shared_prefix=hp["shared_prefix"],
-    )
-    plain = prompt_batch(tok, [request.prompt], request.subject, None, device)
+    h0, delta = optimize_site_deltas(model, tok, [request], [texts], site=z_site, site_layer=layers[-1], hparams=hp)
+    plain = one_case(prompt_batch(tok, [request.prompt], request.subject, None, device))
     if request.noise is not None:  # δ on the mean noised state, as the keys below
-        h0 = output_at_subject(model, plain, arch.layer(z_layer), request.noise)[0]
-    z = h0 + delta
-    template_rows = prompt_batch(tok, texts, request.subject, None, device)
+        h0 = states_at_subject(model, plain, outputs_of=[z_site], noise=request.noise)[z_site, "out"]
+    z = (h0 + delta)[0]
+    template_rows = one_case(prompt_batch(tok, texts, request.subject, None, device))
     sizes = [len(group) for group in templates]
     names = [arch.down_proj(i) + ".weight" for i in layers]
     with preserved(model, names):
         originals = {n: model.get_parameter(n).detach().clone() for n in names}
         for idx, layer in enumerate(layers):
-            keys = keys_at_subject(model, template_rows, layer, request.noise)
+            down = arch.down_proj(layer)
+            keys = states_at_subject(model, template_rows, inputs_of=[down], noise=request.noise)[down, "in"]
             k = torch.stack([g.mean(0) for g in torch.split(keys, sizes)]).mean(0)
-            resid = (z - output_at_subject(model, plain, arch.layer(z_layer), request.noise)[0]) / (len(layers) - idx)
+            states = states_at_subject(model, plain, outputs_of=[z_site, down], noise=request.noise)
+            resid = (z - states[z_site, "out"][0]) / (len(layers) - idx)
             norm_name = arch.post_mlp_norm(layer)
             if norm_name is not None:
-                m = output_at_subject(model, plain, arch.down_proj(layer), request.noise)[0]
-                resid = through_post_mlp_norm(model.get_submodule(norm_name), m, resid)
+                resid = through_post_mlp_norm(model.get_submodule(norm_name), states[down, "out"][0], resid)
             adj = sherman_morrison_adjustment(stats.inverse(layer).to(device), k, hp["mom2_update_weight"])
             update = transposed_if_needed(model, torch.outer(resid, adj.float()))
             with torch.no_grad():

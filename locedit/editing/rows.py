@@ -3,7 +3,7 @@ the batched methods read at each row's last subject token.
 
     >>> rows = case_rows(tok, requests, [[r.prompt] for r in requests], targets=None, device="cpu")  # doctest: +SKIP
     >>> states = states_at_subject(model, rows, inputs_of=[down], outputs_of=[down], noise=None)    # doctest: +SKIP
-    >>> states[down, "in"].shape          # one key per row                                       # doctest: +SKIP
+    >>> states[down, "in"].shape          # one key per row (the down-projection's input)          # doctest: +SKIP
     torch.Size([4, 2048])
 
 Noise (fact forcing) is drawn per case from its own generator in the order the case alone would
@@ -22,9 +22,32 @@ from ..hooks import capture_inputs, capture_outputs, edit_outputs
 from ..models import architecture_of
 from ..noise import row_noise_hook
 from ..problems import EditRequest
+from ..prompts import Encoded, encode, pad_batch, subject_range
 from .case_updates import CaseUpdates, rows_updated
-from .common import NOISED_STATE_SAMPLES, PromptBatch, prompt_batch
-from ..prompts import pad_batch
+
+NOISED_STATE_SAMPLES = 10  # noise draws averaged for keys and outputs under fact forcing
+
+
+@dataclass
+class PromptBatch:
+    """Right-padded rows (prompt [+ target]) with the position of each row's last subject token."""
+
+    batch: dict[str, torch.Tensor]
+    encoded: list[Encoded]
+    lookup: torch.Tensor
+    subject_ranges: list[tuple[int, int]]
+
+
+def prompt_batch(tok, texts: list[str], subject: str, target: str | None, device) -> PromptBatch:
+    """Rows of ``texts`` (each containing ``subject``), followed by ``target`` when given."""
+    encoded, ranges = [], []
+    for text in texts:
+        enc = encode(tok, text, target) if target is not None else Encoded(tok(text)["input_ids"], [])
+        encoded.append(enc)
+        ranges.append(subject_range(tok, text, subject))
+    batch = pad_batch([e.ids for e in encoded], tok.pad_token_id, device)
+    lookup = torch.tensor([end - 1 for _, end in ranges], device=device)
+    return PromptBatch(batch, encoded, lookup, ranges)
 
 
 @dataclass
@@ -45,6 +68,11 @@ def stack_batches(parts: list[PromptBatch], pad_id: int) -> PromptBatch:
     device = parts[0].lookup.device
     return PromptBatch(pad_batch([e.ids for e in encoded], pad_id, device), encoded,
                        torch.cat([p.lookup for p in parts]), [r for p in parts for r in p.subject_ranges])
+
+
+def one_case(rows: PromptBatch) -> CaseRows:
+    """Every row of ``rows`` belongs to one request."""
+    return CaseRows(rows, torch.zeros(len(rows.lookup), dtype=torch.long, device=rows.lookup.device))
 
 
 def case_rows(tok, requests: list[EditRequest], texts: list[list[str]], targets: list[str | None] | None,
@@ -69,7 +97,7 @@ def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (
 
     With ``noise`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
     own subject tokens (copies of the batch one after another, each case drawing from its own
-    ``RandomState(1)``: the sequential :func:`~locedit.editing.common.keys_at_subject`'s draws).
+    ``RandomState(1)``, so a case draws the same noise whatever shares its batch).
     ``updates`` (per-case, per-row) are in place during the pass.
     """
     copies = 1 if noise is None else NOISED_STATE_SAMPLES

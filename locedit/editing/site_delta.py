@@ -9,25 +9,81 @@ Each case's loss (its rewrite rows' mean per-token NLL, or the mean target proba
 minimising, + ``kl_factor``·KL at its ``"{subject} is a"`` row + ``v_weight_decay``·‖δ_c‖/‖v₀_c‖²)
 depends on its own δ_c only, and the losses are summed, so every δ_c gets exactly its own gradient;
 Adam is per coordinate and the norm clamp per case, so each case follows the trajectory it would
-follow alone (:func:`locedit.editing.common.optimize_site_delta`, the plain path, up to float
-rounding). The shared-prefix cache and the upper-layers-only loop of the plain path apply as they
-are: the prefix is shared by every row of every case.
+follow alone, up to float rounding (one request is the plain path).
+
+Speed: while δ at layer ℓ is optimised, the layers below ℓ see the same inputs at every step, so
+their output is computed once (``upper_only``, :func:`locedit.hooks.layer_input`); the positions
+before the last subject token do not change either (δ is added there and attention is causal):
+with ``shared_prefix`` their keys and values are computed once (:class:`SharedPrefix`, shared by
+every row of every case) and each step runs only the columns from the first edited position on.
+Under fact forcing the subject noise changes every step, so every layer runs, over the columns
+from the subject's first token on. Both off is the plain loop they are tested against.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from ..hooks import edit_outputs, layer_input, run_from
 from ..models import architecture_of
 from ..noise import row_noise_hook
 from ..problems import EditRequest
 from ..prompts import logits_at
-from .common import SharedPrefix, frozen, prompt_batch
-from .rows import case_generators, stack_batches
+from .apply import frozen
+from .rows import PromptBatch, case_generators, prompt_batch, stack_batches
+
+
+@dataclass
+class SharedPrefix:
+    """The rows of a batch left-padded, with the attention keys and values of every column before
+    the first column an edit touches (``start``) computed once; :meth:`inputs` feeds only the
+    columns from ``start`` on, over a fresh copy of that cache.
+
+    ``first_changed[r]`` is the first position of row ``r`` whose state the edit changes (the
+    lookup where δ is added; the subject start under fact-forcing noise). Row ``r``'s own
+    position ``p`` sits in column ``p + offsets[r]`` of the fed columns.
+
+        >>> prefix = SharedPrefix.build(model, rows, tok.pad_token_id, rows.lookup)  # doctest: +SKIP
+        >>> model.base_model(**prefix.inputs(model))                               # doctest: +SKIP
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    start: int
+    kv: list[tuple]
+    offsets: torch.Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model: nn.Module, rows: PromptBatch, pad_id: int, first_changed: torch.Tensor) -> "SharedPrefix":
+        device = rows.lookup.device
+        lengths = torch.tensor([len(e.ids) for e in rows.encoded], device=device)
+        pads = int(lengths.max()) - lengths
+        ids = torch.full((len(lengths), int(lengths.max())), pad_id, dtype=torch.long, device=device)
+        for r, enc in enumerate(rows.encoded):
+            ids[r, int(pads[r]):] = torch.tensor(enc.ids, device=device)
+        mask = (torch.arange(ids.shape[1], device=device)[None, :] >= pads[:, None]).long()
+        positions = (mask.cumsum(1) - 1).clamp_min(0)
+        start = int((first_changed + pads).min())
+        kv: list[tuple] = []
+        if start > 0:
+            cache = DynamicCache(config=model.config)
+            model.base_model(input_ids=ids[:, :start], attention_mask=mask[:, :start],
+                             position_ids=positions[:, :start], cache=cache, use_cache=True)
+            kv = list(cache)
+        return cls(ids, mask, positions, start, kv, pads - start)
+
+    def inputs(self, model: nn.Module) -> dict:
+        """Keyword arguments of ``model.base_model`` for the columns from ``start`` on."""
+        cache = DynamicCache(self.kv or None, config=model.config)
+        return {"input_ids": self.input_ids[:, self.start:], "attention_mask": self.attention_mask,
+                "position_ids": self.position_ids[:, self.start:], "cache": cache, "use_cache": True}
 
 
 def optimize_site_deltas(
