@@ -78,6 +78,24 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
+def bench_setup(model_name: str, n_cases: int, layer: int):
+    """The embedded model, its first ``n_cases`` correctly completed cases, key statistics for the
+    layers around ``layer``, context templates, σ and each case's noised targets."""
+    cfg = load_config()
+    model, tok = load_model(prepare_model(model_name, REPO / "resources" / "models" / model_name), "float32", "auto")
+    pool = cases_frame(select_cases(load_counterfact("bundled"), n_cases=12 * n_cases))
+    correct = check_correctness(model, tok, pool, max_new_tokens=36)
+    cases = pool[correct.is_correct.to_numpy()].head(n_cases)
+    folder = Path(tempfile.mkdtemp())
+    layers = edited_layers(layer, 5, model.config.num_hidden_layers)
+    save_layer_moments(collect_second_moments(model, tok, corpus_texts("bundled-wiki", n_samples=200), layers=layers,
+                                              max_tokens=128), folder)
+    templates = context_templates(model, tok, seed=0, rome_lengths=cfg["editing"]["rome_template_lengths"])
+    sigma = 3 * embedding_std(model, tok, [k["subject"] for k in load_knowns()])  # the noise_level rule's s3
+    noised = {c.case_id: pd.Series(noised_targets(model, tok, c.prompt, c.subject, sigma)) for c in cases.itertuples()}
+    return cfg, model, tok, cases, KeyStats(folder), templates, sigma, noised
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma-3-270m")
@@ -89,20 +107,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config()
-    model, tok = load_model(prepare_model(args.model, REPO / "resources" / "models" / args.model), "float32", "auto")
+    cfg, model, tok, cases, stats, templates, sigma, noised = bench_setup(args.model, args.cases, args.layer)
     n_layers = model.config.num_hidden_layers
-    pool = cases_frame(select_cases(load_counterfact("bundled"), n_cases=12 * args.cases))
-    correct = check_correctness(model, tok, pool, max_new_tokens=36)
-    cases = pool[correct.is_correct.to_numpy()].head(args.cases)
-    folder = Path(tempfile.mkdtemp())
-    save_layer_moments(collect_second_moments(model, tok, corpus_texts("bundled-wiki", n_samples=200),
-                                              layers=edited_layers(args.layer, 5, n_layers), max_tokens=128), folder)
-    stats = KeyStats(folder)
-    templates = context_templates(model, tok, seed=0, rome_lengths=cfg["editing"]["rome_template_lengths"])
-    sigma = 3 * embedding_std(model, tok, [k["subject"] for k in load_knowns()])  # the noise_level rule's s3
-    noised = {c.case_id: pd.Series(noised_targets(model, tok, c.prompt, c.subject, sigma)) for c in cases.itertuples()}
-
     rows = []
     for problem in args.problems:
         reqs = [request_for(c, PROBLEMS[problem], noised[c.case_id], tok.eos_token, sigma) for c in cases.itertuples()]

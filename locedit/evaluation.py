@@ -25,7 +25,7 @@ from .hooks import edit_outputs
 from .models import architecture_of
 from .noise import row_noise_hook
 from .problems import EditRequest
-from .prompts import encode, gather_target_log_probs, pad_batch, subject_range, subject_span
+from .prompts import Encoded, encode, logits_at, pad_batch, subject_range, subject_span
 
 
 def evaluation_prompts(request: EditRequest) -> list[tuple[str, int, str]]:
@@ -55,22 +55,19 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
     for chunk in _chunks(requests, max_rows):
         first = len(tables)
         prompts = [evaluation_prompts(r) for r in chunk]
-        encoded, ranges, row_case = [], [], []
+        readouts = _Readouts()
         for c, (req, rows) in enumerate(zip(chunk, prompts)):
             for _, _, text in rows:
                 span = subject_range(tok, text, req.subject) if subject_span(text, req.subject) else None
-                for target in (req.target, req.baseline):
-                    encoded.append(encode(tok, text, target))
-                    ranges.append(span)
-                    row_case.append(c)
-        batch = pad_batch([e.ids for e in encoded], tok.pad_token_id, device)
+                readouts.add_prompt(encode(tok, text, req.target), encode(tok, text, req.baseline), span, c)
+        batch = pad_batch([e.ids for e in readouts.encoded], tok.pad_token_id, device)
         edits = {}
         noise = chunk[0].noise
-        if noise is not None:
-            edits[architecture_of(model).embedding] = row_noise_hook(ranges, noise, seed=seed)
+        if noise is not None:  # the same draw for a prompt's rows (seeded per row)
+            edits[architecture_of(model).embedding] = row_noise_hook(readouts.ranges, noise, seed=seed)
         chunk_updates = select_cases(updates, list(range(first, first + len(chunk)))) if updates else {}
-        with edit_outputs(model, edits), rows_updated(model, chunk_updates, torch.tensor(row_case, device=device)):
-            probs = gather_target_log_probs(model, batch, encoded).exp().view(-1, 2).cpu().numpy()
+        with edit_outputs(model, edits), rows_updated(model, chunk_updates, torch.tensor(readouts.row_case, device=device)):
+            probs = readouts.log_probs(model, batch).exp().view(-1, 2).cpu().numpy()
         offset = 0
         for c, (req, rows) in enumerate(zip(chunk, prompts)):
             table = _table(rows, probs[offset:offset + len(rows)])
@@ -81,6 +78,50 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
                     table = pd.concat([table, _essence_table(model, tok, req, seed)], ignore_index=True)
             tables.append(table)
     return tables
+
+
+class _Readouts:
+    """Rows and the (row, position, token) log-probs that give each prompt's P(target) and
+    P(baseline). A prompt takes one row, prompt + the longer of the two, when the other is a single
+    token (its probability is read at the last prompt position of the same row), else two rows."""
+
+    def __init__(self) -> None:
+        self.encoded: list[Encoded] = []
+        self.ranges: list[tuple[int, int] | None] = []
+        self.row_case: list[int] = []
+        self.reads: list[tuple[int, int, int, int]] = []  # row, position, token, slot
+        self.slots = 0
+
+    def add_prompt(self, target: Encoded, baseline: Encoded, span, case: int) -> None:
+        pair = [(target, self.slots), (baseline, self.slots + 1)]
+        self.slots += 2
+        if len(baseline.target_ids) == 1 or len(target.target_ids) == 1:
+            (long, long_slot), (short, short_slot) = sorted(pair, key=lambda p: -len(p[0].target_ids))
+            row = self._row(long, span, case)
+            self.reads.append((row, len(short.prompt_ids) - 1, short.target_ids[0], short_slot))
+            pair = [(long, long_slot)]
+        for enc, slot in pair:
+            row = self._row(enc, span, case) if len(pair) == 2 else row
+            self.reads += [(row, pos, t, slot) for pos, t in zip(enc.target_positions, enc.target_ids)]
+
+    def _row(self, enc: Encoded, span, case: int) -> int:
+        self.encoded.append(enc)
+        self.ranges.append(span)
+        self.row_case.append(case)
+        return len(self.encoded) - 1
+
+    def log_probs(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """log P of every slot, one pass (each (row, position) unembedded once)."""
+        device = batch["input_ids"].device
+        sites = sorted({(r, p) for r, p, _, _ in self.reads})
+        index = {site: i for i, site in enumerate(sites)}
+        logits = logits_at(model, batch, torch.tensor([r for r, _ in sites], device=device),
+                           torch.tensor([p for _, p in sites], device=device))
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        picked = logp[torch.tensor([index[r, p] for r, p, _, _ in self.reads], device=device),
+                      torch.tensor([t for _, _, t, _ in self.reads], device=device)]
+        slots = torch.tensor([s for _, _, _, s in self.reads], device=device)
+        return torch.zeros(self.slots, device=device).index_add_(0, slots, picked)
 
 
 def _chunks(requests: list[EditRequest], max_rows: int):

@@ -17,6 +17,7 @@ from locedit.evaluation import evaluate, evaluate_cases
 from locedit.models import architecture_of
 from locedit.precision import bfloat16_unembedding, unembed
 from locedit.problems import EditRequest
+from locedit.prompts import target_log_probs
 from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
 from locedit.sweep import edit_and_evaluate
 
@@ -203,3 +204,17 @@ def test_mixed_precision_edit_lands_near_the_float32_edit(setup):
                                         mixed_precision=mixed)[0]
     for exact, low in zip(runs[False], runs[True]):
         assert np.allclose(np.log(low.p_target), np.log(exact.p_target), atol=0.05)
+
+
+@pytest.mark.parametrize("target,baseline", [("English", "French"), ("English", "Old High German"),
+                                             ("Old High German", "French"), ("Middle English", "Old French")])
+def test_evaluation_reads_each_probability_as_a_plain_pass_does(setup, target, baseline):
+    """A prompt shares one row between target and baseline when either is one token; every
+    probability still equals the plain one-row-per-(prompt, target) computation."""
+    model, tok, _ = setup
+    req = replace(REQUESTS[0], target=target, baseline=baseline)
+    table = evaluate(model, tok, req)
+    prompts = table.prompt.tolist()
+    for column, text in (("p_target", target), ("p_baseline", baseline)):
+        plain = target_log_probs(model, tok, prompts, [text] * len(prompts), batch_size=1).exp().numpy()
+        assert np.allclose(table[column].to_numpy(), plain, rtol=1e-5, atol=1e-9), column
