@@ -6,6 +6,7 @@ embedded Gemma model is the one `prepare_model` converts into resources/models/.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import shutil
 from pathlib import Path
@@ -38,6 +39,15 @@ def tiny_model(model_type: str, seed: int = 0, init_range: float = 0.3) -> torch
     torch.manual_seed(seed)
     model = tf.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model.eval()
+
+
+def weights_hash(model) -> str:
+    """SHA-256 of every tensor of the state dict: equal only for bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 same deltas and post-edit probabilities per case, whatever shares its batch; weights never written;
 per-case early stop and clamp inside a batch."""
 
-import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +20,7 @@ from locedit.prompts import target_log_probs
 from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
 from locedit.sweep import edit_and_evaluate
 
-from conftest import TINY_CONFIGS, tiny_model
+from conftest import TINY_CONFIGS, tiny_model, weights_hash
 
 PEOPLE = [
     ("Danielle Darrieux", "The mother tongue of Danielle Darrieux is", "English", "French"),
@@ -49,14 +48,6 @@ HPARAMS = {"rome": {"v_steps": 4}, "memit": {"v_steps": 4}, "ft1": {"steps": 4, 
 # agree to 1e-4 (tests/test_batched_editing_embedded.py). A wrong row-to-case mapping gives O(1).
 DELTA_RTOL = 2e-2
 PROB_ATOL, PROB_RTOL = 1e-6, 1e-3
-
-
-def weights_hash(model) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def greedy_word(model, tok, prompt: str) -> str:

@@ -1,6 +1,5 @@
 """Editing methods on tiny random models: the algebra each method promises, exact restores."""
 
-import hashlib
 import importlib
 
 import pytest
@@ -18,7 +17,7 @@ from locedit.models import architecture_of
 from locedit.problems import EditRequest
 from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
 
-from conftest import TINY_CONFIGS, tiny_model
+from conftest import TINY_CONFIGS, tiny_model, weights_hash
 
 REQUEST = EditRequest(
     case_id=1, prompt="The mother tongue of Danielle Darrieux is", subject="Danielle Darrieux",
@@ -37,14 +36,6 @@ def setup(request, gpt2_tokenizer, tmp_path_factory):
                                      layers=[0, 1, 2, 3], max_tokens=48)
     save_layer_moments(moments, folder)
     return model, gpt2_tokenizer, KeyStats(folder)
-
-
-def weights_hash(model) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def test_rome_maps_k_star_to_v_star(setup):
