@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..hooks import edit_outputs, layer_input, run_from
+from ..hooks import LayerInput, edit_outputs, layer_input, run_from
 from ..models import architecture_of
 from ..prompts import gather_target_log_probs
 from ..problems import EditRequest
@@ -90,10 +90,8 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     rows_per_step = hp["noise_samples"] if noise is not None else 1
     rows = case_rows(tok, requests, [[r.prompt] * rows_per_step for r in requests],
                      [r.target for r in requests], device)
-    edits = {}
-    if noise is not None:
-        edits[arch.embedding] = row_noise_hook(rows.rows.subject_ranges, noise, rng=case_generators(rows.case, 1))
-    cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and not edits else None
+    generators = case_generators(rows.case, 1)
+    cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and noise is None else None
 
     updates: CaseUpdates = {}
     for layer in layers:
@@ -114,11 +112,24 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
         for _ in range(hp["steps"]):
             if not active.any():
                 break
-            with run_from(model, arch.layers, cached), edit_outputs(model, edits), \
-                    rows_updated(model, updates, rows.case):
-                row_lp = gather_target_log_probs(model, rows.rows.batch, rows.rows.encoded)
-            nll = -torch.zeros(n_cases, device=device).index_add(0, rows.case, row_lp)
-            loss = torch.exp(-nll) if minimize else nll
+            # only the rows of cases still training run (a stopped case neither computes nor draws noise)
+            cases = active.nonzero()[:, 0]
+            picked = active[rows.case].nonzero()[:, 0]
+            local_case = torch.searchsorted(cases, rows.case[picked])
+            batch = {k: v[picked] for k, v in rows.rows.batch.items()}
+            edits = {}
+            if noise is not None:
+                edits[arch.embedding] = row_noise_hook([rows.rows.subject_ranges[i] for i in picked.tolist()], noise,
+                                                       rng=[generators[i] for i in picked.tolist()])
+            start = None if cached is None or cached.hidden is None else \
+                LayerInput(cached.start, cached.hidden[picked], cached.returns_tuple)
+            step_updates = {name: u.select(cases) for name, u in updates.items()}
+            with run_from(model, arch.layers, start), edit_outputs(model, edits), \
+                    rows_updated(model, step_updates, local_case):
+                row_lp = gather_target_log_probs(model, batch, [rows.rows.encoded[i] for i in picked.tolist()])
+            nll = -torch.zeros(len(cases), device=device).index_add(0, local_case, row_lp)
+            loss = torch.full((n_cases,), torch.inf, device=device)
+            loss = loss.index_put((cases,), torch.exp(-nll) if minimize else nll)
             stepping = active & (loss.detach() >= LOSS_FLOOR)
             if stepping.any():
                 grads = torch.autograd.grad(loss[stepping].sum(), params)
@@ -160,16 +171,13 @@ class _CaseAdam:
     @torch.no_grad()
     def step(self, grads: tuple[torch.Tensor, ...], stepping: torch.Tensor) -> None:
         beta1, beta2 = self.betas
-        cases = stepping.nonzero()[:, 0]
-        self.steps[cases.cpu()] += 1
-        for p, g, m, v, w0 in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.originals):
-            g = g[cases]
-            if self.weight_decay:
-                g = g + self.weight_decay * (w0 + p[cases])
-            m[cases] = m[cases].lerp(g, 1 - beta1)
-            v[cases] = v[cases].mul(beta2).addcmul(g, g, value=1 - beta2)
-            for i, case in enumerate(cases.tolist()):
-                t = int(self.steps[case])
-                step_size = self.lr / (1 - beta1 ** t)
+        for case in stepping.nonzero()[:, 0].tolist():
+            self.steps[case] += 1
+            t = int(self.steps[case])
+            step_size = self.lr / (1 - beta1 ** t)
+            for p, g, m, v, w0 in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, self.originals):
+                g = g[case] if not self.weight_decay else g[case] + self.weight_decay * (w0 + p[case])
+                m[case].lerp_(g, 1 - beta1)
+                v[case].mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 denom = (v[case].sqrt() / (1 - beta2 ** t) ** 0.5).add_(self.eps)
-                p[case] = p[case].addcdiv(m[case], denom, value=-step_size)
+                p[case].addcdiv_(m[case], denom, value=-step_size)
