@@ -65,7 +65,7 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
         noise = chunk[0].noise
         if noise is not None:  # the same draw for a prompt's rows (seeded per row)
             edits[architecture_of(model).embedding] = row_noise_hook(readouts.ranges, noise, seed=seed)
-        chunk_updates = select_cases(updates, list(range(first, first + len(chunk)))) if updates else {}
+        chunk_updates = select_cases(updates or {}, list(range(first, first + len(chunk))))
         with edit_outputs(model, edits), rows_updated(model, chunk_updates, torch.tensor(readouts.row_case, device=device)):
             probs = readouts.log_probs(model, batch).exp().view(-1, 2).cpu().numpy()
         offset = 0
@@ -73,7 +73,7 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
             table = _table(rows, probs[offset:offset + len(rows)])
             offset += len(rows)
             if req.essence:
-                with rows_updated(model, select_cases(chunk_updates, [c]) if chunk_updates else {},
+                with rows_updated(model, select_cases(chunk_updates, [c]),
                                   torch.zeros(1, dtype=torch.long, device=device)):
                     table = pd.concat([table, _essence_table(model, tok, req, seed)], ignore_index=True)
             tables.append(table)

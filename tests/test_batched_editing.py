@@ -163,7 +163,9 @@ def test_rank_one_and_dense_rows_add_their_own_cases_update():
 
 
 def test_every_family_edits_in_a_batch(gpt2_tokenizer, tmp_path):
-    """One batched ROME edit per registry family runs and matches the plain path's delta."""
+    """One batched ROME edit per registry family runs, and case 1's update in a batch of two equals
+    its update alone (ROME's plain path is the engine with one case; the independent oracle for its
+    δ is the plain loop in test_editing.py)."""
     for family in sorted(TINY_CONFIGS):
         model = tiny_model(family)
         folder = tmp_path / family

@@ -115,7 +115,11 @@ def rows_updated(model: nn.Module, updates: CaseUpdates, row_case: torch.Tensor)
 
 def select_cases(updates: CaseUpdates, cases: list[int]) -> CaseUpdates:
     """The updates of ``cases`` only, renumbered 0, 1, …"""
-    index = torch.tensor(cases, device=next(iter(updates.values())).weight(0).device) if updates else None
+    if not updates:
+        return {}
+    first = next(iter(updates.values()))
+    device = first.u.device if isinstance(first, RankOne) else first.weight_delta.device
+    index = torch.tensor(cases, device=device)
     return {name: update.select(index) for name, update in updates.items()}
 
 

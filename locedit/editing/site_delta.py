@@ -185,7 +185,7 @@ class _TargetPositions:
     def __init__(self, rows, kl_rows: list[int], offsets: torch.Tensor, row_case: torch.Tensor):
         device = rows.lookup.device
         kl_set = set(kl_rows)
-        row_idx, pos_idx, tokens, owner = [], [], [], []
+        row_idx, pos_idx, tokens = [], [], []
         for r, enc in enumerate(rows.encoded):
             if r in kl_set:
                 continue
@@ -193,14 +193,12 @@ class _TargetPositions:
                 row_idx.append(r)
                 pos_idx.append(pos + int(offsets[r]))
                 tokens.append(t)
-                owner.append(r)
-        n_tokens = torch.bincount(torch.tensor(owner), minlength=len(rows.encoded)).float().to(device)
+        n_tokens = torch.bincount(torch.tensor(row_idx, dtype=torch.long), minlength=len(rows.encoded)).float().to(device)
         rewrite_rows = torch.tensor([r for r in range(len(rows.encoded)) if r not in kl_set], device=device)
         self.n_cases = len(kl_rows)
         self.rows = torch.tensor(row_idx + kl_rows, device=device)
         self.positions = torch.tensor(pos_idx + [int(rows.lookup[r] + offsets[r]) for r in kl_rows], device=device)
         self.tokens = torch.tensor(tokens, device=device)
-        self.owner = torch.tensor(owner, device=device)
         self.rewrite_rows = rewrite_rows
         self.rewrite_case = row_case[rewrite_rows]
         self.per_row_tokens = n_tokens[rewrite_rows]
@@ -213,7 +211,7 @@ class _TargetPositions:
         n_target = len(self.tokens)
         target_logits, kl_logits = logits[:n_target], logits[n_target:]
         token_lp = torch.log_softmax(target_logits.float(), -1).gather(1, self.tokens[:, None])[:, 0]
-        row_lp = torch.zeros(self.n_rows, device=token_lp.device).index_add(0, self.owner, token_lp)
+        row_lp = torch.zeros(self.n_rows, device=token_lp.device).index_add(0, self.rows[:n_target], token_lp)
         per_row = row_lp[self.rewrite_rows] / self.per_row_tokens
         nll = -torch.zeros(self.n_cases, device=token_lp.device).index_add(0, self.rewrite_case, per_row)
         return nll / self.rows_per_case, kl_logits
