@@ -1,6 +1,6 @@
 """Edits per hour: the plain path (one case at a time, weights edited in place) vs the batched
-engine (many cases per pass, per-row updates) in float32 and with mixed precision (bfloat16
-unembedding while optimising), side by side on the same cases.
+engine (many cases per pass, per-row updates) in float32 and with mixed precision (the edit's
+optimisation through a bfloat16 copy of the model, evaluation float32), side by side on the same cases.
 
     .venv/bin/python benchmarks/editing.py [--cases 16] [--layer 8] [--batch 16] \\
         [--problems error_injection fact_forcing] [--methods ft1 ft5 rome memit] [--threads 2]

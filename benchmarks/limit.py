@@ -10,7 +10,8 @@
    ([tokens, d] × [d, d_ff]).
 3. Times the same edit without the counter and prints achieved GFLOP/s, the attainable time
    (unembedding FLOPs at the unembedding's throughput + the rest at the body's), and
-   achieved / attainable, in float32 and with the bfloat16 unembedding.
+   achieved / attainable, in float32 and with mixed precision (the optimisation through a
+   bfloat16 copy of the model, evaluation float32).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from editing import bench_setup
 from locedit.editing import METHODS
-from locedit.precision import bfloat16_unembedding
+from locedit.precision import bfloat16_optimisation
 from locedit.problems import PROBLEMS, request_for
 from locedit.sweep import edited_layers, hparams_for
 from locedit.evaluation import evaluate_cases
@@ -93,7 +94,7 @@ def main() -> None:
         timings = {}
         for mixed in (False, True):
             start = time.perf_counter()
-            with bfloat16_unembedding(model, enabled=mixed):
+            with bfloat16_optimisation(model, enabled=mixed):
                 updates = spec.edit_cases(model, tok, reqs, window, hp, stats, tpl)
             middle = time.perf_counter()
             evaluate_cases(model, tok, reqs, updates)
@@ -121,8 +122,11 @@ def main() -> None:
     head_f32, head_bf16 = (table.method.map(lambda m, n=n: tput[m, n]) for n in ("f32", "bf16"))
     rest = (table.opt_gflop - table.opt_head_gflop + table.eval_gflop - table.eval_head_gflop) / tput["body", "f32"]
     table["attainable_s_f32"] = (table.opt_head_gflop + table.eval_head_gflop) / head_f32 + rest
-    # mixed precision: only the optimisation's unembedding is bfloat16; evaluation stays float32
-    table["attainable_s_bf16"] = table.opt_head_gflop / head_bf16 + table.eval_head_gflop / head_f32 + rest
+    # mixed precision: the optimisation is bfloat16 (body and unembedding); evaluation stays float32
+    table["attainable_s_bf16"] = (table.opt_head_gflop / head_bf16
+                                  + (table.opt_gflop - table.opt_head_gflop) / tput["body", "bf16"]
+                                  + table.eval_head_gflop / head_f32
+                                  + (table.eval_gflop - table.eval_head_gflop) / tput["body", "f32"])
     table["achieved_s"] = table.opt_s + table.eval_s
     table["achieved_gflops"] = (table.opt_gflop + table.eval_gflop) / table.achieved_s
     table["achieved_over_attainable_f32"] = table.attainable_s_f32 / table.achieved_s
@@ -135,7 +139,7 @@ def main() -> None:
     print(table[shown].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
     per_edit = table.assign(**{c: table[c] / len(reqs) for c in ("achieved_s", "attainable_s_f32", "attainable_s_bf16")})
     print("per edit (s): " + "; ".join(f"{r.method} achieved {r.achieved_s:.2f}, floor f32 {r.attainable_s_f32:.2f}, "
-                                       f"floor bf16-unembedding {r.attainable_s_bf16:.2f}" for r in per_edit.itertuples()))
+                                       f"floor mixed {r.attainable_s_bf16:.2f}" for r in per_edit.itertuples()))
 
 
 if __name__ == "__main__":

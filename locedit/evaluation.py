@@ -8,6 +8,14 @@ prompt sees the same noise before and after an edit::
     >>> evaluate(model, tok, request).columns.tolist()                 # doctest: +SKIP
     ['prompt_type', 'prompt_idx', 'prompt', 'p_target', 'p_baseline', 'ppl']
 
+Evaluating the edits of one set of requests at many layers (a job's loop), the layers below each
+edit see unedited inputs: :class:`LowerLayers` keeps what enters every layer of each evaluation
+pass the first time and later passes compute only the layers from the lowest edited one up::
+
+    >>> lower = LowerLayers()
+    >>> for layer in (0, 8, 17):                                        # doctest: +SKIP
+    ...     evaluate_cases(model, tok, requests, METHODS["ft1"].edit_cases(...), lower=lower)
+
 A request with essence texts adds one row per text (``prompt_type`` ``essence``) whose ``ppl``
 is the text's perplexity (:mod:`locedit.essence`); ``ppl`` is NaN on the other rows.
 """
@@ -21,7 +29,7 @@ from torch import nn
 
 from .editing.case_updates import CaseUpdates, rows_updated, select_cases
 from .essence import perplexities
-from .hooks import edit_outputs
+from .hooks import LayerInput, edit_outputs, layer_inputs, run_from
 from .models import architecture_of
 from .noise import row_noise_hook
 from .problems import EditRequest
@@ -42,17 +50,20 @@ def evaluate(model: nn.Module, tok, request: EditRequest, seed: int = 1) -> pd.D
 
 @torch.no_grad()
 def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: CaseUpdates | None = None,
-                   seed: int = 1, max_rows: int = 256) -> list[pd.DataFrame]:
+                   seed: int = 1, max_rows: int = 256, lower: "LowerLayers | None" = None) -> list[pd.DataFrame]:
     """:func:`evaluate` for each request, many requests per pass; with ``updates`` (per-case, from
     a method's ``edit_cases``) every row sees its own case's edit, so the weights are never written.
+    With ``lower``, the unedited layers below the edit come from (or go to) that cache.
 
         >>> tables = evaluate_cases(model, tok, requests, METHODS["rome"].edit_cases(...))  # doctest: +SKIP
     """
     if len({r.noise for r in requests}) > 1:
         raise ValueError("requests evaluated together share one noise level (one problem)")
     device = next(model.parameters()).device
+    arch = architecture_of(model)
+    start = _lowest_layer(arch.layers, updates or {})
     tables: list[pd.DataFrame] = []
-    for chunk in _chunks(requests, max_rows):
+    for index, chunk in enumerate(_chunks(requests, max_rows)):
         first = len(tables)
         prompts = [evaluation_prompts(r) for r in chunk]
         readouts = _Readouts()
@@ -64,9 +75,15 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
         edits = {}
         noise = chunk[0].noise
         if noise is not None:  # the same draw for a prompt's rows (seeded per row)
-            edits[architecture_of(model).embedding] = row_noise_hook(readouts.ranges, noise, seed=seed)
+            edits[arch.embedding] = row_noise_hook(readouts.ranges, noise, seed=seed)
         chunk_updates = select_cases(updates or {}, list(range(first, first + len(chunk))))
-        with edit_outputs(model, edits), rows_updated(model, chunk_updates, torch.tensor(readouts.row_case, device=device)):
+        cached = None
+        if lower is not None and start > 0:
+            with edit_outputs(model, edits):
+                cached = lower.layer_input(index, batch, start, lambda: layer_inputs(model, arch.layers, batch))
+        row_case = torch.tensor(readouts.row_case, device=device)
+        with run_from(model, arch.layers, cached), edit_outputs(model, edits), \
+                rows_updated(model, chunk_updates, row_case):
             probs = readouts.log_probs(model, batch).exp().view(-1, 2).cpu().numpy()
         offset = 0
         for c, (req, rows) in enumerate(zip(chunk, prompts)):
@@ -78,6 +95,29 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
                     table = pd.concat([table, _essence_table(model, tok, req, seed)], ignore_index=True)
             tables.append(table)
     return tables
+
+
+class LowerLayers:
+    """What enters each layer of each evaluation pass of one set of requests, unedited: computed
+    once, then every edit of those requests is evaluated from its lowest edited layer up (the
+    upper layers get the same inputs as a full pass, so the probabilities are the full pass's).
+    A pass whose tokens differ from the cached one's replaces it."""
+
+    def __init__(self) -> None:
+        self._passes: dict[int, tuple[torch.Tensor, list[LayerInput]]] = {}
+
+    def layer_input(self, index: int, batch: dict, start: int, compute) -> LayerInput:
+        ids = batch["input_ids"]
+        kept = self._passes.get(index)
+        if kept is None or not torch.equal(kept[0], ids):
+            kept = self._passes[index] = (ids, compute())
+        return kept[1][start]
+
+
+def _lowest_layer(layers_path: str, updates: CaseUpdates) -> int:
+    """The lowest layer any update touches (0 without updates): ``model.layers.5.mlp.down_proj`` → 5."""
+    prefix = layers_path + "."
+    return min((int(name[len(prefix):].split(".")[0]) for name in updates), default=0)
 
 
 class _Readouts:

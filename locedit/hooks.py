@@ -156,6 +156,33 @@ def layer_input(model: nn.Module, layers_path: str, batch: dict[str, torch.Tenso
     return LayerInput(start, hidden_of(seen["out"]).detach() if start > 0 else None, returns_tuple)
 
 
+@torch.no_grad()
+def layer_inputs(model: nn.Module, layers_path: str, batch: dict[str, torch.Tensor]) -> list[LayerInput]:
+    """What enters every layer for ``batch``, from one full pass: ``[i]`` reruns layers ``i`` up.
+
+        >>> inputs = layer_inputs(model, "model.layers", batch)                 # doctest: +SKIP
+        >>> with run_from(model, "model.layers", inputs[5]):                   # doctest: +SKIP
+        ...     model(**batch)            # layers 0-4 replayed from the cache
+    """
+    layers = model.get_submodule(layers_path)
+    outputs: list[Any] = [None] * len(layers)
+
+    def keeper(i: int):
+        def keep(_module, _inputs, output):
+            outputs[i] = output
+        return keep
+
+    handles = [layer.register_forward_hook(keeper(i)) for i, layer in enumerate(layers)]
+    try:
+        model.base_model(**{"use_cache": False, **batch})
+    finally:
+        for handle in handles:
+            handle.remove()
+    returns_tuple = isinstance(outputs[0], tuple)
+    return [LayerInput(0, None, returns_tuple)] + [
+        LayerInput(i + 1, hidden_of(out).detach(), returns_tuple) for i, out in enumerate(outputs[:-1])]
+
+
 @contextmanager
 def run_from(model: nn.Module, layers_path: str, cached: LayerInput | None) -> Iterator[None]:
     """Forward passes in the block compute only the layers from ``cached.start`` up (all when None)."""

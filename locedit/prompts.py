@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .precision import unembed
 
 
 @dataclass(frozen=True)
@@ -108,10 +107,10 @@ def logits_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tens
 
     Runs the body once and the unembedding on a contiguous 2-D slice: for Gemma's 262k vocabulary
     the full-sequence logits would dominate the cost (and ``logits_to_keep`` with frozen weights is
-    100x slower, models.md).
+    100x slower, models.md). Logits are float32 whatever the model's dtype.
     """
     hidden = model.base_model(**{"use_cache": False, **batch}).last_hidden_state
-    logits = unembed(model, hidden[rows, positions].contiguous())
+    logits = model.get_output_embeddings()(hidden[rows, positions].contiguous()).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

@@ -18,9 +18,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .editing import METHODS
-from .evaluation import evaluate, evaluate_cases
+from .evaluation import LowerLayers, evaluate, evaluate_cases
 from .io import CaseCheckpoint
-from .precision import bfloat16_unembedding
+from .precision import bfloat16_optimisation
 from .problems import PROBLEMS, request_for
 from .tracing import layer_window
 
@@ -117,20 +117,22 @@ def case_batches(case_ids: list[int], size: int) -> list[list[int]]:
 
 
 def edit_and_evaluate(model, tok, method: str, reqs: list, window: list[int], hparams: dict, stats,
-                      templates, seed: int = 1, mixed_precision: bool = False
+                      templates, seed: int = 1, mixed_precision: bool = False, lower: LowerLayers | None = None
                       ) -> tuple[list[pd.DataFrame], float, float]:
     """Edit ``reqs`` together at ``window`` and evaluate each edited case: (one table per request,
-    edit seconds, evaluation seconds). With ``mixed_precision`` the edit's optimisation unembeds in
-    bfloat16 (:mod:`locedit.precision`); evaluation is always float32. The one edit → evaluate path
+    edit seconds, evaluation seconds). With ``mixed_precision`` the edit's optimisation runs through
+    a bfloat16 copy of the model (:mod:`locedit.precision`); evaluation is always float32, and with
+    ``lower`` (one per set of ``reqs``, kept across layers) it runs from the lowest edited layer up.
+    The one edit → evaluate path
     of the workflow, the tuning tool and the benchmark::
 
         >>> tables, edit_s, eval_s = edit_and_evaluate(model, tok, "rome", reqs, [8], hp, stats, tpl)  # doctest: +SKIP
     """
     start = time.perf_counter()
-    with bfloat16_unembedding(model, enabled=mixed_precision):
+    with bfloat16_optimisation(model, enabled=mixed_precision):
         updates = METHODS[method].edit_cases(model, tok, reqs, window, hparams, stats, templates)
     edit_s = time.perf_counter() - start
-    tables = evaluate_cases(model, tok, reqs, updates, seed)
+    tables = evaluate_cases(model, tok, reqs, updates, seed, lower=lower)
     return tables, edit_s, time.perf_counter() - start - edit_s
 
 
@@ -153,10 +155,11 @@ def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noi
     for batch in batches:
         reqs = [by_id[c] for c in batch]
         parts: dict[int, list[pd.DataFrame]] = {c: [] for c in batch}
+        lower = LowerLayers()  # the batch's unedited evaluation states, shared by its layers
         for central in layers:
             window = edited_layers(central, spec.window, n_layers)
             tables, edit_s, eval_s = edit_and_evaluate(model, tok, method, reqs, window, hparams, stats,
-                                                       method_templates, seed, mixed_precision)
+                                                       method_templates, seed, mixed_precision, lower)
             for req, post in zip(reqs, tables):
                 parts[req.case_id].append(post.assign(
                     case_id=req.case_id, layer=central, edited_layers=",".join(map(str, window)), target=req.target,

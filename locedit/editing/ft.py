@@ -22,6 +22,7 @@ from ..models import architecture_of
 from ..prompts import gather_target_log_probs
 from ..problems import EditRequest
 from ..noise import row_noise_hook
+from ..precision import optimisation_model
 from .apply import Deltas, deltas_since, frozen, preserved
 from .case_updates import CaseUpdates, Dense, rows_updated
 from .rows import case_generators, case_rows, prompt_batch
@@ -81,8 +82,12 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     Per case, as :func:`finetune` does alone: its own Adam state and step count (a case whose loss
     is below the floor takes no step), the L∞ clamp of ΔW_c, and the patience stop (a stopped case
     keeps its ΔW_c frozen while the others go on).
+
+    Inside :func:`locedit.precision.bfloat16_optimisation` the steps run through the model's
+    bfloat16 copy; ΔW_c, Δb_c, Adam's state and the loss stay float32.
     """
     hp = {**FT_DEFAULTS, **hparams}
+    exact, model = model, optimisation_model(model)
     arch = architecture_of(model)
     device = next(model.parameters()).device
     n_cases = len(requests)
@@ -102,7 +107,7 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
             torch.zeros(n_cases, d_out, d_in, device=device, requires_grad=True),
             None if bias is None else torch.zeros(n_cases, d_out, device=device, requires_grad=True))
     params = [t for u in updates.values() for t in (u.weight_delta, u.bias_delta) if t is not None]
-    originals = _originals_in_update_layout(model, updates, arch.down_proj_transposed)
+    originals = _originals_in_update_layout(exact, updates, arch.down_proj_transposed)
     adam = _CaseAdam(params, n_cases, hp["lr"], hp.get("weight_decay", 0.0), originals)
     eps = hp["norm_constraint"]
     active = torch.ones(n_cases, dtype=torch.bool, device=device)

@@ -32,10 +32,11 @@ from transformers import DynamicCache
 from ..hooks import edit_outputs, layer_input, run_from
 from ..models import architecture_of
 from ..noise import row_noise_hook
+from ..precision import optimisation_model
 from ..problems import EditRequest
 from ..prompts import logits_at
 from .apply import frozen
-from .rows import PromptBatch, case_generators, prompt_batch, stack_batches
+from .rows import PromptBatch, case_generators, case_rows, prompt_batch, stack_batches, states_at_subject
 
 
 @dataclass
@@ -100,7 +101,11 @@ def optimize_site_deltas(
 
     ``hparams`` holds ``v_steps``, ``v_lr``, ``kl_factor``, ``v_weight_decay``,
     ``clamp_norm_factor``, ``upper_only``, ``shared_prefix`` (ROME's and MEMIT's names).
+
+    Inside :func:`locedit.precision.bfloat16_optimisation` the steps run through the model's
+    bfloat16 copy and v₀ is read from the float32 model (the update is anchored to exact states).
     """
+    exact, model = model, optimisation_model(model)
     arch = architecture_of(model)
     device = next(model.parameters()).device
     noise = _one_noise_level(requests)
@@ -167,7 +172,15 @@ def optimize_site_deltas(
                 limit = hparams["clamp_norm_factor"] * seen["v0"].norm(dim=1)
                 norms = delta.norm(dim=1)
                 delta.mul_(torch.where(norms > limit, limit / norms, torch.ones_like(norms))[:, None])
-    return seen["v0"], delta.detach()
+    v0 = seen["v0"] if model is exact else _first_row_outputs(exact, tok, requests, texts, site, device)
+    return v0, delta.detach()
+
+
+def _first_row_outputs(model: nn.Module, tok, requests: list[EditRequest], texts: list[list[str]], site: str,
+                       device) -> torch.Tensor:
+    """The site's output at each case's last subject token of its first text (v₀ without δ), [cases, d]."""
+    rows = case_rows(tok, requests, [t[:1] for t in texts], None, device)
+    return states_at_subject(model, rows, outputs_of=[site])[site, "out"]
 
 
 def _one_noise_level(requests: list[EditRequest]) -> float | None:
