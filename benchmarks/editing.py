@@ -78,16 +78,18 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def bench_setup(model_name: str, n_cases: int, layer: int):
+def bench_setup(model_name: str, n_cases: int, layer: int | list[int]):
     """The embedded model, its first ``n_cases`` correctly completed cases, key statistics for the
-    layers around ``layer``, context templates, σ and each case's noised targets."""
+    layers around ``layer`` (or each of a list of central layers), context templates, σ and each
+    case's noised targets."""
     cfg = load_config()
     model, tok = load_model(prepare_model(model_name, REPO / "resources" / "models" / model_name), "float32", "auto")
     pool = cases_frame(select_cases(load_counterfact("bundled"), n_cases=12 * n_cases))
     correct = check_correctness(model, tok, pool, max_new_tokens=36)
     cases = pool[correct.is_correct.to_numpy()].head(n_cases)
     folder = Path(tempfile.mkdtemp())
-    layers = edited_layers(layer, 5, model.config.num_hidden_layers)
+    centrals = layer if isinstance(layer, list) else [layer]
+    layers = sorted({i for c in centrals for i in edited_layers(c, 5, model.config.num_hidden_layers)})
     save_layer_moments(collect_second_moments(model, tok, corpus_texts("bundled-wiki", n_samples=200), layers=layers,
                                               max_tokens=128), folder)
     templates = context_templates(model, tok, seed=0, rome_lengths=cfg["editing"]["rome_template_lengths"])

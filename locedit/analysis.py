@@ -3,8 +3,8 @@
 For every method × problem × metric, over all (case, layer) rows of ``scores.parquet``:
 
     >>> table = regressions(scores, model="gemma-3-270m")                          # doctest: +SKIP
-    >>> table.query("method == 'rome' and problem == 'error_injection' and metric == 'rewrite'")
-    ...   r2_layer  r2_trace  r2_both  r2_added  f_pvalue  ...
+    >>> table.query("method == 'rome' and problem == 'error_injection' and metric == 'rewrite'")  # doctest: +SKIP
+      r2_layer  r2_trace  r2_both  r2_added  f_pvalue  ...
 
 - ``r2_layer``: R² of ``score ~ C(layer)``; ``r2_trace``: of ``score ~ effect``;
   ``r2_both``: of ``score ~ C(layer) * effect`` (interacted, as the paper);

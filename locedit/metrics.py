@@ -1,10 +1,10 @@
 """Raw pre/post probabilities → the paper's normalized scores (paper-spec §8.2–8.3).
 
-    >>> recovered(pre=0.2, post=0.6)          # (post − pre) / (1 − pre)
+    >>> float(recovered(pre=0.2, post=0.6))       # (post − pre) / (1 − pre)
     0.5
-    >>> erased(pre=0.4, post=0.1)             # (pre − post) / pre
+    >>> round(float(erased(pre=0.4, post=0.1)), 12)   # (pre − post) / pre
     0.75
-    >>> neighborhood(pre=0.3, post=0.3)       # 1 − |post − pre| / (|pre − .5| + .5)
+    >>> float(neighborhood(pre=0.3, post=0.3))    # 1 − |post − pre| / (|pre − .5| + .5)
     1.0
 """
 
