@@ -189,8 +189,11 @@ def select_cases(
     n_cases: int | None = None,
     case_ids: list[int] | None = None,
     exclude_case_ids: list[int] = (),
+    skip_cases: int = 0,
 ) -> list[dict]:
-    """The first ``n_cases`` records by case_id, or exactly ``case_ids`` (in that order); validated."""
+    """The first ``n_cases`` records by case_id after ``skip_cases`` of them, or exactly
+    ``case_ids`` (in that order); validated. ``skip_cases`` runs the records in groups: a run of
+    ``n_cases=60, skip_cases=60`` takes the second sixty."""
     excluded = set(exclude_case_ids)
     if case_ids is not None:
         by_id = {r.get("case_id"): r for r in records if isinstance(r, dict)}
@@ -204,6 +207,7 @@ def select_cases(
     else:
         usable = [r for r in records if not (isinstance(r, dict) and r.get("case_id") in excluded)]
         ordered = sorted(usable, key=_case_id_order)
+        ordered = ordered[skip_cases:]
         chosen = ordered if n_cases is None else ordered[:n_cases]
     check_records(chosen)
     return chosen

@@ -34,6 +34,12 @@ def test_first_n_by_case_id_and_explicit_ids(records):
     assert [r["case_id"] for r in select_cases(records, n_cases=2, exclude_case_ids=[13])] == [18, 37]
 
 
+def test_groups_of_records_partition_the_first_n(records):
+    first = [r["case_id"] for r in select_cases(records, n_cases=9)]
+    groups = [[r["case_id"] for r in select_cases(records, n_cases=3, skip_cases=k)] for k in (0, 3, 6)]
+    assert sum(groups, []) == first
+
+
 def test_unknown_case_ids_are_named(records):
     with pytest.raises(BadRecordsError, match=r"not found in the CounterFact file: \[999999\]"):
         select_cases(records, case_ids=[13, 999999])

@@ -9,6 +9,7 @@ with job(snakemake) as cfg:
     data = snakemake.params.data
     source = data.get("counterfact", "bundled")
     records = load_counterfact(source, sha256=data.get("counterfact_sha256", COUNTERFACT_SHA256))
-    chosen = select_cases(records, data.get("n_cases"), data.get("case_ids"), data.get("exclude_case_ids", []))
+    chosen = select_cases(records, data.get("n_cases"), data.get("case_ids"), data.get("exclude_case_ids", []),
+                          data.get("skip_cases", 0))
     logging.info("%d of %d records selected from %s", len(chosen), len(records), source)
     write_parquet(cases_frame(chosen), snakemake.output[0], {"source": source})
