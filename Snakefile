@@ -11,7 +11,7 @@ from locedit.problems import PROBLEMS
 from locedit.stats import stats_folder_name
 from locedit.summary import headline_from_summary
 from locedit.tracing import check_windows
-from locedit.sweep import central_layers, edited_layers, stats_layers
+from locedit.sweep import central_layers, stats_layers
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
@@ -57,11 +57,6 @@ if CORRELATION_LAYER is None:
     CORRELATION_LAYER = min(
         CENTRAL_LAYERS, key=lambda layer: abs(layer - (N_LAYERS - 1) / 2)
     )
-FIG1_EDIT_LAYERS = {
-    METHODS[m].label: edited_layers(CORRELATION_LAYER, METHODS[m].window, N_LAYERS)
-    for m in ("rome", "memit")
-    if m in config["editing"]["methods"]
-}
 MLP_WINDOWS = (
     sorted(config["tracing"]["windows"]) if "mlp" in config["tracing"]["kinds"] else []
 )

@@ -125,3 +125,83 @@ def layer_correlation(scores: pd.DataFrame, method: str, problem: str, layer: in
         return {"layer": layer, "n": len(rows), "r": np.nan, "p": np.nan}
     r, p = scipy_stats.pearsonr(rows[effect], rows[f"{metric}_score"])
     return {"layer": layer, "n": len(rows), "r": float(r), "p": float(p)}
+
+
+def r2_three(layer: np.ndarray, effect: np.ndarray, score: np.ndarray) -> tuple[float, float, float]:
+    """R² of the layer / tracing / both (interacted) fits by least squares, as :func:`fit_three`
+    (the same column spaces: a mean per layer; intercept + effect; intercept and slope per layer)
+    without statsmodels, for resampling.
+
+        >>> r2_three(np.array([0, 0, 1, 1]), np.array([.1, .3, .2, .4]), np.array([0., 0., 1., 1.]))
+        (1.0, 0.2, 1.0)
+    """
+    levels = np.unique(layer)
+    dummies = (layer[:, None] == levels[None, :]).astype(float)
+    designs = (dummies, np.column_stack([np.ones_like(effect), effect]),
+               np.column_stack([dummies, dummies * effect[:, None]]))
+    total = float(((score - score.mean()) ** 2).sum())
+    out = []
+    for design in designs:
+        coef = np.linalg.lstsq(design, score, rcond=None)[0]
+        residual = float(((score - design @ coef) ** 2).sum())
+        out.append(round(1 - residual / total, 12) if total > 0 else (0.0 if residual < 1e-20 else np.nan))
+    return tuple(out)
+
+
+def bootstrap_r2(scores: pd.DataFrame, effect: str = EFFECT, metrics: tuple[str, ...] = ("rewrite",),
+                 n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Percentile intervals of R² layer / tracing / added per method × problem × metric,
+    resampling cases with all their layers (the unit the paper samples), ``n_boot`` times.
+
+    Columns ``{r2_layer,r2_trace,r2_added}_{lo,hi}`` and ``n_cases``; one row per condition.
+    """
+    rng = np.random.default_rng(seed)
+    tail = (1 - level) / 2 * 100
+    rows = []
+    for (method, problem), group in scores.groupby(["method", "problem"], sort=True):
+        for metric in metrics:
+            column = f"{metric}_score"
+            if column not in group:
+                continue
+            data = group[["case_id", "layer", effect, column]].dropna()
+            cases = data.case_id.unique()
+            if len(cases) < 2:
+                continue
+            by_case = {c: part[["layer", effect, column]].to_numpy(float) for c, part in data.groupby("case_id")}
+            draws = []
+            for _ in range(n_boot):
+                sample = np.concatenate([by_case[c] for c in rng.choice(cases, size=len(cases), replace=True)])
+                layer_r2, trace_r2, both_r2 = r2_three(sample[:, 0], sample[:, 1], sample[:, 2])
+                draws.append((layer_r2, trace_r2, both_r2 - layer_r2))
+            draws = np.array(draws)
+            row = {"method": method, "problem": problem, "metric": metric, "n_cases": len(cases)}
+            for i, name in enumerate(("r2_layer", "r2_trace", "r2_added")):
+                lo, hi = np.nanpercentile(draws[:, i], [tail, 100 - tail])
+                row |= {f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+MIN_VERDICT_CASES = 10  # fewer cases give too few distinct resamples for a percentile interval
+
+
+def interval_verdict(row) -> str:
+    """Whether the paper's finding holds for one condition, from its bootstrap intervals: ``holds``
+    when the upper bound of tracing's added R² is below the lower bound of the layer's R² (layer
+    explains more than tracing adds, at the interval's level); ``reversed`` when the added R²'s
+    lower bound is above the layer R²'s upper bound; else ``undetermined`` (the intervals overlap).
+    ``saturated`` fits and fewer than :data:`MIN_VERDICT_CASES` cases get no verdict.
+
+        >>> interval_verdict({"r2_added_hi": .05, "r2_layer_lo": .6, "r2_added_lo": 0., "r2_layer_hi": .9,
+        ...                   "n_cases": 40, "saturated": False})
+        'holds'
+    """
+    if row.get("saturated"):
+        return "saturated"
+    if row["n_cases"] < MIN_VERDICT_CASES:
+        return "too few cases"
+    if row["r2_added_hi"] < row["r2_layer_lo"]:
+        return "holds"
+    if row["r2_added_lo"] > row["r2_layer_hi"]:
+        return "reversed"
+    return "undetermined"

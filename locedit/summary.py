@@ -124,6 +124,7 @@ def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.D
         "",
         side_by_side(ours[(ours.method == "rome") & (ours.problem == "error_injection")], paper, 1, "rewrite", True),
         "",
+        *_intervals(ours),
         "## Table 3 — rewrite score",
         "",
         side_by_side(ours, paper, 3, "rewrite", True),
@@ -153,6 +154,30 @@ def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.D
         parts += [f"{concentrated.n_cases.iloc[0]} cases qualify. Paper: ROME error injection .927 / .02 / .929.", "",
                   _ours_only(concentrated, "rewrite")]
     return "\n".join(parts) + "\n"
+
+
+def _intervals(ours: pd.DataFrame, metric: str = "rewrite") -> list[str]:
+    """Bootstrap 95% intervals (cases resampled with all their layers) and each condition's verdict."""
+    if "r2_layer_lo" not in ours:
+        return []
+    rows = ours[ours.metric == metric]
+    counts = rows.verdict.value_counts()
+    lines = [f"## Bootstrap 95% intervals — {metric} score", "",
+             f"Cases resampled with all their layers ({int(rows.n_cases.max())} cases). Verdict per condition: "
+             "**holds** when the upper bound of the R² tracing adds is below the lower bound of the layer's R²; "
+             "**reversed** when the added R²'s lower bound is above the layer R²'s upper bound; **undetermined** "
+             "when they overlap (no verdict for saturated fits or fewer than 10 cases). Here: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {len(rows)}.", "",
+             "| problem | method | R² layer | R² tracing | R² added by tracing | verdict |", "|---|---|---|---|---|---|"]
+    for problem in PROBLEM_LABELS:
+        for method in METHOD_LABELS:
+            row = _lookup(rows, method=method, problem=problem)
+            if row is None:
+                continue
+            cells = [f"{_num(row[k])} [{_num(row[k + '_lo'])}, {_num(row[k + '_hi'])}]"
+                     for k in ("r2_layer", "r2_trace", "r2_added")]
+            lines.append(f"| {PROBLEM_LABELS[problem]} | {METHOD_LABELS[method]} | " + " | ".join(cells)
+                         + f" | {row['verdict']} |")
+    return lines + [""]
 
 
 def _ours_only(ours: pd.DataFrame, metric: str) -> str:

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.analysis import concentrated_cases, fit_three, layer_correlation, regressions
+from locedit.analysis import (bootstrap_r2, concentrated_cases, fit_three, interval_verdict, layer_correlation,
+                              r2_three, regressions)
 
 
 def synthetic(d: float) -> pd.DataFrame:
@@ -84,3 +85,51 @@ def test_chance_level_of_added_r2_matches_simulation():
         added.append(fit["r2_added"])
         chance.append(fit["r2_added_chance"])
     assert np.mean(added) == pytest.approx(np.mean(chance), abs=0.05)
+
+
+def case_scores(n_cases: int, slope: float, seed: int = 0) -> pd.DataFrame:
+    """ROME error-injection rows of ``n_cases`` cases × 4 layers: score = layer/8 + slope·effect + noise."""
+    rng = np.random.default_rng(seed)
+    layer = np.tile([0, 2, 4, 8], n_cases)
+    effect = rng.uniform(size=len(layer))
+    return pd.DataFrame({"method": "rome", "problem": "error_injection", "case_id": np.repeat(range(n_cases), 4),
+                         "layer": layer, "max_fraction_restored": effect,
+                         "rewrite_score": layer / 8 + slope * effect + rng.normal(scale=0.1, size=len(layer))})
+
+
+@pytest.mark.parametrize("d", [0.5, 0.1])
+def test_least_squares_r2_equals_the_statsmodels_fits(d):
+    data = case_scores(12, slope=d).rename(columns={"max_fraction_restored": "effect", "rewrite_score": "score"})
+    fit = fit_three(data)
+    assert r2_three(data.layer.to_numpy(), data.effect.to_numpy(), data.score.to_numpy()) == pytest.approx(
+        (fit["r2_layer"], fit["r2_trace"], fit["r2_both"]), abs=1e-9)
+    closed = synthetic(d)
+    assert r2_three(*(closed[c].to_numpy(float) for c in ("layer", "effect", "score"))) == pytest.approx(
+        (1.5 / (1.5 + 4 * d**2), 4 * d**2 / (1.5 + 4 * d**2), 1.0))
+
+
+def test_bootstrap_intervals_cover_the_estimate_narrow_with_more_cases_and_give_the_verdict():
+    widths = []
+    for n_cases in (10, 80):
+        scores = case_scores(n_cases, slope=0.0)
+        point = regressions(scores, "tiny").set_index("metric").loc["rewrite"]
+        boot = bootstrap_r2(scores, n_boot=300, seed=1).iloc[0]
+        for name in ("r2_layer", "r2_trace", "r2_added"):
+            assert boot[f"{name}_lo"] <= point[name] + 0.02 and point[name] - 0.02 <= boot[f"{name}_hi"], name
+        assert boot.n_cases == n_cases
+        widths.append(boot.r2_layer_hi - boot.r2_layer_lo)
+        assert interval_verdict(boot) == "holds"  # layer explains ~.9, tracing adds ~0
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(8)
+    assert bootstrap_r2(case_scores(10, 0.0), n_boot=50, seed=3).equals(bootstrap_r2(case_scores(10, 0.0), n_boot=50, seed=3))
+
+
+def test_verdict_is_undetermined_or_reversed_when_tracing_carries_the_score():
+    rng = np.random.default_rng(0)
+    scores = case_scores(40, slope=0.0)
+    scores["rewrite_score"] = 2 * scores.max_fraction_restored + rng.normal(0, 0.05, len(scores))
+    boot = bootstrap_r2(scores, n_boot=200).iloc[0]
+    assert interval_verdict(boot) == "reversed"
+    few = bootstrap_r2(scores.assign(rewrite_score=scores.rewrite_score + 0.5 * scores.layer / 8)[scores.case_id < 3],
+                       n_boot=200).iloc[0]
+    assert interval_verdict(few) == "too few cases"
+    assert interval_verdict({**boot.to_dict(), "saturated": True}) == "saturated"

@@ -110,6 +110,23 @@ def test_smoke_workflow_analysis_and_report(smoke_run):
 
 
 @pytest.mark.workflow
+def test_analysis_rebuilt_from_a_results_folder_equals_the_run(smoke_run, tmp_path):
+    """`python -m locedit.results collect` + `analyse`, without the model, give the run's r2.csv."""
+    results, _ = smoke_run
+    folder = tmp_path / "gemma-3-270m"
+    for command in (["collect", str(results), str(folder), "--config", str(REPO / "config.yaml"),
+                     "--config", str(REPO / "configs" / "smoke.yaml")], ["analyse", str(folder)]):
+        done = subprocess.run([sys.executable, "-m", "locedit.results", *command], capture_output=True, text=True,
+                              env=ENV, cwd=REPO)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert (folder / "r2.csv").read_text() == (results / "analysis" / "r2.csv").read_text()
+    assert (folder / "summary.md").read_text() == (results / "analysis" / "summary.md").read_text()
+    assert len(list((folder / "figures").glob("*.png"))) == 9
+    r2 = pd.read_csv(folder / "r2.csv")
+    assert r2.r2_layer_lo.le(r2.r2_layer_hi).all() and set(r2.verdict) <= {"saturated", "too few cases"}  # 2 cases
+
+
+@pytest.mark.workflow
 def test_second_run_has_nothing_to_do(smoke_run):
     results, _ = smoke_run
     again = snakemake(results.parent.parent, "-n")

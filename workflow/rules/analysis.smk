@@ -30,6 +30,7 @@ rule regressions:
     params:
         correlation_layer=CORRELATION_LAYER,
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
+        bootstrap=ANALYSIS.get("bootstrap", 1000),
     script:
         "../scripts/regressions.py"
 
@@ -59,7 +60,6 @@ rule figures:
         windows=MLP_WINDOWS,
         effect_window=config["editing"]["effect_window"],
         n_layers=N_LAYERS,
-        edit_layers=FIG1_EDIT_LAYERS,
         correlation_layer=CORRELATION_LAYER,
         heatmap_case=ANALYSIS.get("heatmap_case"),
         effect=ANALYSIS.get("effect", "max_fraction_restored"),

@@ -1,0 +1,183 @@
+"""A results folder: what a finished run leaves for readers (committed under ``docs/results/``),
+and the analysis rebuilt from it alone, in seconds, without any model.
+
+    python -m locedit.results collect results/paper-gemma-g0 docs/results/gemma-3-270m \\
+        --config configs/paper-gemma.yaml            # adds the run as groups/paper-gemma-g0/
+    python -m locedit.results analyse docs/results/gemma-3-270m
+
+A folder holds ``groups/<run>/`` (``scores.parquet``, ``tracing_mlp_w{W}.parquet`` per MLP window,
+``run.json``: config, commit, wall time per stage) for every run of records committed so far; the
+analysis of their union (cases are disjoint) goes beside them: ``r2.csv`` (with bootstrap 95%
+intervals and a verdict per condition), ``r2_concentrated.csv``, ``summary.md`` and ``figures/``.
+The workflow's ``regressions`` and ``figures`` rules call :func:`regression_tables` and
+:func:`draw_figures` too, so a rebuilt analysis equals the run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .analysis import bootstrap_r2, concentrated_cases, interval_verdict, layer_correlation, regressions
+from .editing import METHODS
+from .io import write_parquet
+from .models import planned_num_layers
+from .plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
+                    plot_scores_by_layer, plot_trace_heatmap)
+from .summary import paper_tables, summary_markdown
+from .sweep import edited_layers
+from .tracing import tracing_effects
+
+FIGURES = {"fig1": "fig1_peak_layer.png", "fig2": "fig2_heatmap.png", "fig4": "fig4_rewrite_vs_tracing.png",
+           "fig6": "fig6_r2_bars.png", "by_layer_rewrite": "fig7_rewrite_by_layer.png",
+           "by_layer_paraphrase": "fig8_paraphrase_by_layer.png",
+           "by_layer_neighborhood": "fig9_neighborhood_by_layer.png",
+           "by_layer_overall": "fig9b_overall_by_layer.png", "fig10": "fig10_tracing_by_layer.png"}
+BOOTSTRAP_METRICS = ("rewrite", "paraphrase", "neighborhood", "overall")
+
+
+def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, effect: str, correlation_layer: int,
+                      info: dict, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(r2, r2_concentrated, summary markdown) of a run's scores and its effect-window MLP tracing
+    table; r2 carries bootstrap intervals over cases (``*_lo``/``*_hi``) and ``verdict``."""
+    r2 = regressions(scores, model, effect)
+    if n_boot and not r2.empty:
+        boot = bootstrap_r2(scores, effect, metrics=BOOTSTRAP_METRICS, n_boot=n_boot)
+        r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
+        r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else ""
+                         for row in r2.to_dict("records")]
+    chosen = concentrated_cases(tracing_effects(trace), effect=effect)
+    subset = scores[scores.case_id.isin(chosen)]
+    concentrated = (regressions(subset, model, effect).assign(n_cases=subset.case_id.nunique()) if len(subset)
+                    else pd.DataFrame())
+    correlation = layer_correlation(scores, "rome", "error_injection", correlation_layer, effect=effect)
+    info = {**info, "n_cases": scores.case_id.nunique(), "n_layers": scores.layer.nunique(),
+            "layers": sorted(scores.layer.unique().tolist()), "effect": effect}
+    return r2, concentrated, summary_markdown(r2, paper_tables(), concentrated, correlation, info)
+
+
+def draw_figures(scores: pd.DataFrame, r2: pd.DataFrame, tables: dict[int, pd.DataFrame], paths: dict[str, Path],
+                 n_layers: int, effect_window: int, correlation_layer: int, effect: str,
+                 heatmap_case: int | None = None) -> None:
+    """The paper's figures that apply (names as :data:`FIGURES`) from scores, r2 and the MLP
+    tracing tables by window."""
+    effects = {w: tracing_effects(t) for w, t in tables.items()}
+    fig1_layers = {METHODS[m].label: edited_layers(correlation_layer, METHODS[m].window, n_layers)
+                   for m in ("rome", "memit") if m in set(scores.method)}
+    plot_argmax_layer_histogram(effects[effect_window], n_layers, fig1_layers, paths["fig1"], effect_window, effect)
+    widest = tables[max(tables)]
+    case = heatmap_case if heatmap_case is not None else int(widest.case_id.iloc[0])
+    plot_trace_heatmap(widest[widest.case_id == case], paths["fig2"])
+    plot_score_vs_effect(scores, "rome", "error_injection", correlation_layer, paths["fig4"], effect=effect)
+    plot_r2_bars(r2, paths["fig6"])
+    for metric in ("rewrite", "paraphrase", "neighborhood", "overall"):
+        plot_scores_by_layer(scores, metric, paths[f"by_layer_{metric}"])
+    plot_effect_by_layer(effects, paths["fig10"], effect)
+
+
+def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: list[str], wall_s: float | None) -> Path:
+    """Copy a finished run's scores and MLP tracing tables into ``folder/groups/<run>/`` with its
+    config, commit and per-stage wall times (from the run's benchmark files)."""
+    run_dir = Path(run_dir)
+    group = Path(folder) / "groups" / run_dir.name
+    group.mkdir(parents=True, exist_ok=True)
+    write_parquet(pd.read_parquet(run_dir / "scores.parquet"), group / "scores.parquet")
+    windows = []
+    for table in sorted((run_dir / "tracing").glob("mlp_w*.parquet")):
+        write_parquet(pd.read_parquet(table), group / f"tracing_{table.name}")
+        windows.append(int(table.stem.removeprefix("mlp_w")))
+    stages = {}
+    for tsv in sorted((run_dir / "benchmarks").glob("*.tsv")):
+        stages[tsv.stem] = round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
+    config: dict = {}
+    for path in config_files:
+        config = _merged(config, yaml.safe_load(Path(path).read_text()))
+    analysis = config.get("analysis") or {}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    info = {"run": run_dir.name, "commit": commit, "config_files": [str(p) for p in config_files],
+            "overrides": overrides, "model": config["model"]["name"], "n_layers": planned_num_layers(config["model"]),
+            "effect_window": config["editing"]["effect_window"],
+            "effect": analysis.get("effect") or "max_fraction_restored",
+            "correlation_layer": analysis.get("correlation_layer"), "mlp_windows": sorted(windows),
+            "wall_s": wall_s, "job_s": stages, "job_s_total": round(sum(stages.values()), 1), "config": config}
+    (group / "run.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return group
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` key by key, recursively (as Snakemake merges --configfile)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_groups(folder: Path) -> tuple[pd.DataFrame, dict[int, pd.DataFrame], list[dict]]:
+    """(scores, MLP tracing tables by window, run infos) of every group under ``folder``."""
+    groups = sorted(p for p in (Path(folder) / "groups").iterdir() if (p / "scores.parquet").exists())
+    if not groups:
+        raise FileNotFoundError(f"no groups/<run>/scores.parquet under {folder}: run `collect` first")
+    scores = pd.concat([pd.read_parquet(g / "scores.parquet") for g in groups], ignore_index=True)
+    overlap = scores.groupby(["method", "problem", "case_id", "layer"]).size()
+    if (overlap > 1).any():
+        raise ValueError(f"cases appear in more than one group under {folder}: "
+                         f"{sorted(int(c) for c in overlap[overlap > 1].reset_index().case_id.unique())[:10]}")
+    windows = set.intersection(*(set(json.loads((g / "run.json").read_text())["mlp_windows"]) for g in groups))
+    tables = {w: pd.concat([pd.read_parquet(g / f"tracing_mlp_w{w}.parquet") for g in groups], ignore_index=True)
+              for w in sorted(windows)}
+    return scores, tables, [json.loads((g / "run.json").read_text()) for g in groups]
+
+
+def analyse(folder: Path, n_boot: int = 1000) -> None:
+    """r2.csv, r2_concentrated.csv, summary.md and figures/ of the union of ``folder``'s groups
+    (model, layer count, effect and windows from the groups' ``run.json``, which must agree)."""
+    folder = Path(folder)
+    scores, tables, runs = load_groups(folder)
+    keys = ("model", "n_layers", "effect_window", "effect", "correlation_layer")
+    settings = {k: {json.dumps(r[k]) for r in runs} for k in keys}
+    differing = {k: v for k, v in settings.items() if len(v) > 1}
+    if differing:
+        raise ValueError(f"groups under {folder} disagree on {differing}: analyse runs of one protocol only")
+    model, n_layers, effect_window, effect, correlation_layer = (runs[0][k] for k in keys)
+    layers = sorted(scores.layer.unique().tolist())
+    if correlation_layer is None:
+        correlation_layer = min(layers, key=lambda layer: abs(layer - (n_layers - 1) / 2))
+    info = {"run": " + ".join(r["run"] for r in runs), "model": model, "window": effect_window}
+    r2, concentrated, summary = regression_tables(scores, tables[effect_window], model, effect, correlation_layer,
+                                                  info, n_boot)
+    r2.to_csv(folder / "r2.csv", index=False, float_format="%.6g")
+    concentrated.to_csv(folder / "r2_concentrated.csv", index=False, float_format="%.6g")
+    (folder / "summary.md").write_text(summary)
+    (folder / "figures").mkdir(exist_ok=True)
+    draw_figures(scores, r2, tables, {k: folder / "figures" / v for k, v in FIGURES.items()}, n_layers,
+                 effect_window, correlation_layer, effect)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m locedit.results", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("collect", help="copy a finished run into a results folder as one group")
+    add.add_argument("run_dir", type=Path)
+    add.add_argument("folder", type=Path)
+    add.add_argument("--config", type=Path, action="append", default=[], help="the config file(s) of the run")
+    add.add_argument("--override", action="append", default=[], help="a --config override the run was given")
+    add.add_argument("--wall-s", type=float, default=None, help="the run's wall time")
+    rebuild = commands.add_parser("analyse", help="regressions, summary and figures from a results folder")
+    rebuild.add_argument("folder", type=Path)
+    rebuild.add_argument("--bootstrap", type=int, default=1000, help="resamples of cases for the 95%% intervals")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        print(collect(args.run_dir, args.folder, args.config, args.override, args.wall_s))
+    else:
+        analyse(args.folder, args.bootstrap)
+        print((args.folder / "summary.md").read_text().split("\n\n")[2])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
