@@ -4,7 +4,7 @@
 import os
 import sys
 
-from locedit.config import ConfigError, validate_config
+from locedit.config import ConfigError, validate_config, with_tuning
 from locedit.editing import METHODS
 from locedit.models import model_slug, planned_num_layers
 from locedit.problems import PROBLEMS
@@ -21,6 +21,8 @@ try:
     validate_config(
         config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
     )
+    # the model's tuned hyperparameters (configs/tuned/{model}.yaml) under the config files'
+    config.update(with_tuning(config))
 except ConfigError as err:
     sys.exit(f"locedit: {err}")
 

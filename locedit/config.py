@@ -10,12 +10,16 @@ are matched against the allowed ones so a typo gets a suggestion::
 
 from __future__ import annotations
 
+import copy
 import difflib
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+from .editing.templates import ROME_LENGTHS
+from .models import model_slug
 
 
 class ConfigError(ValueError):
@@ -70,6 +74,50 @@ def _cross_checks(config: dict[str, Any]) -> list[str]:
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = SCHEMA.parents[2] / "config.yaml"
+TUNED = DEFAULT_CONFIG.parent / "configs" / "tuned"
+TUNABLE = ("rome_template_lengths", "hparams", "overrides")
+
+
+def tuning_file(editing: dict[str, Any], model_name: str, tuned_dir: Path = TUNED) -> Path | None:
+    """The tuning file ``editing.tuning`` names: ``auto`` → ``configs/tuned/{model}.yaml`` when it
+    exists, ``none`` → none, else the path given (which must exist)."""
+    choice = editing.get("tuning", "auto")
+    if choice == "none":
+        return None
+    if choice == "auto":
+        path = Path(tuned_dir) / f"{model_slug(model_name)}.yaml"
+        return path if path.exists() else None
+    if not Path(choice).exists():
+        raise ConfigError(f"editing/tuning: {choice!r} does not exist; give a YAML path, auto or none")
+    return Path(choice)
+
+
+def with_tuning(config: dict[str, Any], tuned_dir: Path = TUNED) -> dict[str, Any]:
+    """``config`` with its editing section over the model's tuning file (see :func:`tuning_file`):
+    method defaults < tuning file < config files, so the paper presets, whose models have no
+    tuning file, state their protocol completely. The file's path goes to ``editing.tuned_from``.
+
+        >>> with_tuning({"model": {"name": "EleutherAI/gpt-j-6B"}, "editing": {}})["editing"]
+        {'tuned_from': None, 'rome_template_lengths': [[5, 10], [10, 10]]}
+    """
+    editing = config["editing"]
+    path = tuning_file(editing, config["model"]["name"], tuned_dir)
+    tuned = yaml.safe_load(path.read_text()) or {} if path else {}
+    unknown = set(tuned) - set(TUNABLE)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a tuning file sets {', '.join(TUNABLE)}")
+    merged = {"tuned_from": _shown(path) if path else None,
+              "rome_template_lengths": [list(pair) for pair in ROME_LENGTHS], **copy.deepcopy(tuned)}
+    _deep_merge(merged, copy.deepcopy(editing))
+    return {**config, "editing": merged}
+
+
+def _shown(path: Path) -> str:
+    """A repository file relative to the repository (so a rule's params do not depend on the checkout's place)."""
+    try:
+        return str(Path(path).resolve().relative_to(DEFAULT_CONFIG.parent))
+    except ValueError:
+        return str(path)
 
 
 def load_config(*overlays: str | Path) -> dict[str, Any]:
@@ -81,7 +129,7 @@ def load_config(*overlays: str | Path) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for path in (DEFAULT_CONFIG, *overlays):
         _deep_merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    return validate_config(config, SCHEMA)
+    return with_tuning(validate_config(config, SCHEMA))
 
 
 def _deep_merge(base: dict, overlay: dict) -> None:
