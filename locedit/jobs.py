@@ -1,12 +1,13 @@
 """What every workflow script does around its real work: log to the rule's log file, set threads,
-load the model named by the config.
+load the model its rule's params name.
 
-A script under ``workflow/scripts/`` reads::
+A script under ``workflow/scripts/`` reads only ``snakemake.params`` / ``input`` (so a setting
+it reads is a param, and changing it reruns the job)::
 
     from locedit.jobs import job
 
-    with job(snakemake) as cfg:                       # stdout/stderr go to snakemake.log[0]
-        model, tok = job_model(snakemake.input.model, cfg)
+    with job(snakemake):                              # stdout/stderr go to snakemake.log[0]
+        model, tok = job_model(snakemake.input.model, snakemake.params.model)
         ...
 """
 
@@ -27,18 +28,18 @@ log = logging.getLogger("locedit")
 
 
 @contextlib.contextmanager
-def job(smk: Any) -> Iterator[dict[str, Any]]:
+def job(smk: Any) -> Iterator[None]:
     """Redirect output to the rule's log, set torch threads, and log the wall time or the error."""
     log_path = smk.log[0] if len(smk.log) else None
     stream = open(log_path, "a", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = stream
     logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    threads = smk.config.get("model", {}).get("threads") or smk.threads
+    threads = (getattr(smk.params, "model", None) or {}).get("threads") or smk.threads
     torch.set_num_threads(max(1, int(threads)))
     start = time.time()
     try:
-        yield smk.config
+        yield
         log.info("done in %.1f s", time.time() - start)
     except BaseException:
         traceback.print_exc(file=stream)
@@ -49,9 +50,8 @@ def job(smk: Any) -> Iterator[dict[str, Any]]:
             stream.close()
 
 
-def job_model(model_dir: str, cfg: dict[str, Any]):
-    """The model and tokenizer from ``model_dir`` with the config's dtype and device."""
-    m = cfg["model"]
+def job_model(model_dir: str, m: dict[str, Any]):
+    """The model and tokenizer from ``model_dir`` with the rule's model params (name, dtype, device)."""
     start = time.time()
     model, tok = load_model(model_dir, m.get("dtype", "float32"), m.get("device", "auto"))
     log.info("loaded %s (%s, %s) in %.1f s", m["name"], m.get("dtype"), next(model.parameters()).device,

@@ -134,6 +134,43 @@ def test_second_run_has_nothing_to_do(smoke_run):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def planned(workdir: Path, *overrides: str) -> dict[str, int]:
+    """Jobs per rule a dry run plans in ``workdir`` with ``--config`` ``overrides``."""
+    done = snakemake(workdir, "-n", *(("--config", *overrides) if overrides else ()))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = done.stdout + done.stderr
+    if "Nothing to be done" in text:
+        return {}
+    stats = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line.strip()}
+
+
+MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context_templates", "noised_targets",
+              "essence_texts", "pre_edit", "edit"}
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("override,expected", [
+    # Fig. 2-style heatmaps only: tracing itself does not read heatmap_cases
+    ("tracing={heatmap_cases: 1}", {"trace_heatmaps": 3, "all": 1}),
+    # a new window: its traces and heatmaps, and Fig. 10 (which plots every MLP window); window 5 stays
+    ("tracing={windows: [5, 3]}", {"trace": 3, "trace_heatmaps": 3, "figures": 1, "all": 1}),
+    # one method's hyperparameter: that method's edit jobs and the tables built from all of them
+    ("editing={hparams: {rome: {v_steps: 4}}}", {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "all": 1}),
+])
+def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override, expected):
+    results, _ = smoke_run
+    assert planned(results.parent.parent, override) == expected
+
+
+@pytest.mark.workflow
+def test_a_changed_model_dtype_reruns_every_model_running_job(smoke_run):
+    results, _ = smoke_run
+    jobs = planned(results.parent.parent, "model={dtype: bfloat16}")
+    assert MODEL_JOBS <= set(jobs) and jobs["edit"] == 20 and jobs["trace"] == 3 and jobs["pre_edit"] == 5
+    assert "select_cases" not in jobs and "prepare_model" not in jobs
+
+
 @pytest.mark.workflow
 def test_unknown_config_key_stops_the_workflow(tmp_path):
     done = snakemake(tmp_path, "-n", "--config", "tracng=1")

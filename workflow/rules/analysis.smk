@@ -31,6 +31,9 @@ rule regressions:
         correlation_layer=CORRELATION_LAYER,
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
         bootstrap=ANALYSIS.get("bootstrap", 1000),
+        model=model_params(),
+        run=config["run"],
+        effect_window=config["editing"]["effect_window"],
     script:
         "../scripts/regressions.py"
 

@@ -1,4 +1,42 @@
-# Input functions and target lists shared by the rule files.
+# Input functions, target lists and per-rule params shared by the rule files.
+#
+# Each rule's params are exactly the settings its job reads, so Snakemake reruns a job when one of
+# them changes and only then: the model's name / dtype / device / threads for every job that runs
+# the model, and for an edit job its own method's hyperparameters only.
+
+
+def model_params():
+    """The model settings a model-running job reads."""
+    return {
+        k: config["model"][k]
+        for k in ("name", "dtype", "device", "threads")
+        if k in config["model"]
+    }
+
+
+def pick(section, *keys):
+    """The named keys of a config section (those present)."""
+    return {k: config[section][k] for k in keys if k in config[section]}
+
+
+def edit_settings(wildcards):
+    """An edit job's settings: its method's hyperparameters and overrides, not the other methods'."""
+    editing = config["editing"]
+    method = wildcards.method
+    return {
+        **pick(
+            "editing",
+            "max_cases",
+            "shards",
+            "seed",
+            "essence",
+            "batch_cases",
+            "mixed_precision",
+            "tuned_from",
+        ),
+        "hparams": {method: editing.get("hparams", {}).get(method, {})},
+        "overrides": {method: editing.get("overrides", {}).get(method, {})},
+    }
 
 
 def tracing_tables():

@@ -46,6 +46,8 @@ rule check_correctness:
     threads: 2
     params:
         correctness=config["correctness"],
+        model=model_params(),
+        run=config["run"],
     script:
         "../scripts/check_correctness.py"
 
@@ -64,5 +66,6 @@ rule noise_level:
     threads: 2
     params:
         noise=config["noise"],
+        model=model_params(),
     script:
         "../scripts/noise_level.py"

@@ -15,6 +15,7 @@ rule context_templates:
     params:
         seed=config["editing"]["templates_seed"],
         rome_lengths=config["editing"]["rome_template_lengths"],
+        model=model_params(),
     script:
         "../scripts/context_templates.py"
 
@@ -35,7 +36,10 @@ rule noised_targets:
         "../../envs/locedit.yaml"
     threads: 2
     params:
-        editing=config["editing"],
+        editing=pick(
+            "editing", "max_cases", "noised_target_tokens", "ff_noise_samples", "seed"
+        ),
+        model=model_params(),
     script:
         "../scripts/noised_targets.py"
 
@@ -55,7 +59,8 @@ rule essence_texts:
         "../../envs/locedit.yaml"
     threads: 2
     params:
-        editing=config["editing"],
+        editing=pick("editing", "max_cases", "essence", "seed"),
+        model=model_params(),
     script:
         "../scripts/essence_texts.py"
 
@@ -80,7 +85,9 @@ rule pre_edit:
         "../../envs/locedit.yaml"
     threads: 2
     params:
-        editing=config["editing"],
+        editing=pick("editing", "max_cases", "seed"),
+        model=model_params(),
+        run=config["run"],
     script:
         "../scripts/pre_edit.py"
 
@@ -102,8 +109,10 @@ rule edit:
         "../../envs/locedit.yaml"
     threads: config["editing"].get("threads", 1)
     params:
-        editing=config["editing"],
+        editing=edit_settings,
         layers=CENTRAL_LAYERS,
+        model=model_params(),
+        run=config["run"],
         partial=lambda wc: f"{RUN}/.partial/edit_{wc.method}_{wc.problem}_shard{wc.shard}",
     script:
         "../scripts/edit.py"
@@ -126,6 +135,8 @@ rule scores:
     conda:
         "../../envs/locedit.yaml"
     params:
-        editing=config["editing"],
+        editing=pick("editing", "first_prompt_only", "effect_window"),
+        model=model_params(),
+        run=config["run"],
     script:
         "../scripts/scores.py"

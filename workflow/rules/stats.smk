@@ -16,6 +16,7 @@ rule key_stats:
     threads: 2
     params:
         stats=config["stats"],
+        model=model_params(),
         layers=STATS_LAYERS,
         checkpoint=f"{STATS_DIR}/.checkpoint.pt",
     script:

@@ -20,7 +20,17 @@ rule trace:
         "../../envs/locedit.yaml"
     threads: 2
     params:
-        tracing=config["tracing"],
+        tracing=pick(
+            "tracing",
+            "samples",
+            "seed",
+            "all_tokens",
+            "cases",
+            "min_clean_prob",
+            "max_rows",
+        ),
+        model=model_params(),
+        run=config["run"],
         partial=lambda wc: f"{RUN}/.partial/trace_{wc.kind}_w{wc.window}",
     script:
         "../scripts/trace.py"

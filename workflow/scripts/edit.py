@@ -6,7 +6,7 @@ from locedit.jobs import job, job_model
 from locedit.stats import KeyStats
 from locedit.sweep import editable_cases, hparams_for, run_edit_job, shard
 
-with job(snakemake) as cfg:
+with job(snakemake):
     opts = snakemake.params.editing
     method, problem, index = snakemake.wildcards.method, snakemake.wildcards.problem, int(snakemake.wildcards.shard)
     sigma = read_json(snakemake.input.noise)["sigma"]
@@ -14,12 +14,12 @@ with job(snakemake) as cfg:
                            problem, opts["max_cases"])
     cases = shard(cases, index, opts["shards"])
     hparams = hparams_for(opts, method, problem)
-    settings = {"hparams": hparams, "layers": snakemake.params.layers, "sigma": sigma, "model": cfg["model"]["name"],
-                "dtype": cfg["model"]["dtype"], "seed": opts["seed"], "essence": opts.get("essence"),
+    settings = {"hparams": hparams, "layers": snakemake.params.layers, "sigma": sigma, "model": snakemake.params.model["name"],
+                "dtype": snakemake.params.model.get("dtype", "float32"), "seed": opts["seed"], "essence": opts.get("essence"),
                 "batch_cases": opts["batch_cases"], "mixed_precision": opts["mixed_precision"]}
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     if checkpoint.todo(cases.case_id.tolist()):
-        model, tok = job_model(snakemake.input.model, cfg)
+        model, tok = job_model(snakemake.input.model, snakemake.params.model)
         stats = KeyStats(snakemake.input.stats[0].rsplit("/", 1)[0] if "stats" in snakemake.input.keys() else None)
         templates = read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None
         essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
@@ -27,4 +27,4 @@ with job(snakemake) as cfg:
                      snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"], essence,
                      opts["batch_cases"], opts["mixed_precision"])
     checkpoint.merge(cases.case_id.tolist(), snakemake.output[0],
-                     {"model": cfg["model"]["name"], "run": cfg["run"], "shard": index})
+                     {"model": snakemake.params.model["name"], "run": snakemake.params.run, "shard": index})

@@ -4,7 +4,7 @@ import pandas as pd
 from locedit.jobs import job
 from locedit.results import FIGURES, draw_figures
 
-with job(snakemake) as cfg:
+with job(snakemake):
     params = snakemake.params
     tables = {int(w): pd.read_parquet(p) for w, p in zip(params.windows, snakemake.input.traces)}
     draw_figures(pd.read_parquet(snakemake.input.scores), pd.read_csv(snakemake.input.r2), tables,

@@ -6,16 +6,16 @@ from locedit.io import write_json
 from locedit.jobs import job, job_model
 from locedit.noise import embedding_std
 
-with job(snakemake) as cfg:
+with job(snakemake):
     opts = snakemake.params.noise
     if opts["rule"] == "constant":
         record = {"rule": "constant", "sigma": float(opts["value"])}
     else:
-        model, tok = job_model(snakemake.input.model, cfg)
+        model, tok = job_model(snakemake.input.model, snakemake.params.model)
         subjects = [k["subject"] for k in load_knowns()]
         std = embedding_std(model, tok, subjects)
         record = {"rule": "s3", "factor": opts["factor"], "std": std, "sigma": opts["factor"] * std,
                   "n_subjects": len(subjects), "source": "known_1000 subjects, embedding-layer output"}
-    record["model"] = cfg["model"]["name"]
+    record["model"] = snakemake.params.model["name"]
     logging.info("noise level: %s", record)
     write_json(record, snakemake.output[0])

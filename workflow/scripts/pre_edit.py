@@ -5,14 +5,14 @@ from locedit.io import read_json, write_parquet
 from locedit.jobs import job, job_model
 from locedit.sweep import editable_cases, pre_edit_table
 
-with job(snakemake) as cfg:
+with job(snakemake):
     opts = snakemake.params.editing
     problem = snakemake.wildcards.problem
     sigma = read_json(snakemake.input.noise)["sigma"]
     cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
                            problem, opts["max_cases"])
-    model, tok = job_model(snakemake.input.model, cfg)
+    model, tok = job_model(snakemake.input.model, snakemake.params.model)
     essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
     table = pre_edit_table(model, tok, cases, problem, pd.read_parquet(snakemake.input.noised), sigma, opts["seed"],
                            essence)
-    write_parquet(table, snakemake.output[0], {"model": cfg["model"]["name"], "run": cfg["run"]})
+    write_parquet(table, snakemake.output[0], {"model": snakemake.params.model["name"], "run": snakemake.params.run})

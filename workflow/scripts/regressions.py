@@ -7,11 +7,11 @@ from locedit.jobs import job
 from locedit.results import regression_tables
 from locedit.summary import headline
 
-with job(snakemake) as cfg:
+with job(snakemake):
     params = snakemake.params
-    info = {"run": cfg["run"], "model": cfg["model"]["name"], "window": cfg["editing"]["effect_window"]}
+    info = {"run": snakemake.params.run, "model": snakemake.params.model["name"], "window": snakemake.params.effect_window}
     r2, concentrated, summary = regression_tables(pd.read_parquet(snakemake.input.scores),
-                                                  pd.read_parquet(snakemake.input.trace), cfg["model"]["name"],
+                                                  pd.read_parquet(snakemake.input.trace), snakemake.params.model["name"],
                                                   params.effect, params.correlation_layer, info, params.bootstrap)
     r2.to_csv(snakemake.output.r2, index=False, float_format="%.6g")
     concentrated.to_csv(snakemake.output.concentrated, index=False, float_format="%.6g")

@@ -9,7 +9,7 @@ from locedit.metrics import edit_scores, prompt_scores
 from locedit.problems import PROBLEMS
 from locedit.tracing import tracing_effects
 
-with job(snakemake) as cfg:
+with job(snakemake):
     opts = snakemake.params.editing
     pre = pd.concat([pd.read_parquet(p) for p in snakemake.input.pre], ignore_index=True)
     post = pd.concat([pd.read_parquet(p) for p in snakemake.input.post], ignore_index=True)
@@ -22,5 +22,5 @@ with job(snakemake) as cfg:
     missing = joined[joined.max_fraction_restored.isna()][["case_id", "layer"]].drop_duplicates()
     for case_id, layer in missing.itertuples(index=False):
         logging.warning("case_id %d layer %d has no tracing effect (not traced?)", case_id, layer)
-    write_parquet(joined, snakemake.output[0], {"model": cfg["model"]["name"], "run": cfg["run"],
+    write_parquet(joined, snakemake.output[0], {"model": snakemake.params.model["name"], "run": snakemake.params.run,
                                                 "effect_window": opts["effect_window"]})

@@ -5,7 +5,7 @@ from locedit.data import COUNTERFACT_SHA256, cases_frame, load_counterfact, sele
 from locedit.io import write_parquet
 from locedit.jobs import job
 
-with job(snakemake) as cfg:
+with job(snakemake):
     data = snakemake.params.data
     source = data.get("counterfact", "bundled")
     records = load_counterfact(source, sha256=data.get("counterfact_sha256", COUNTERFACT_SHA256))

@@ -8,7 +8,7 @@ from locedit.io import CaseCheckpoint, read_json
 from locedit.jobs import job, job_model
 from locedit.tracing import trace
 
-with job(snakemake) as cfg:
+with job(snakemake):
     opts = snakemake.params.tracing
     kind, window = snakemake.wildcards.kind, int(snakemake.wildcards.window)
     sigma = read_json(snakemake.input.noise)["sigma"]
@@ -19,11 +19,11 @@ with job(snakemake) as cfg:
         logging.info("tracing the %d correctly completed of %d cases", int(cases.is_correct.sum()), len(cases))
         cases = cases[cases.is_correct]
     settings = {"kind": kind, "window": window, "sigma": sigma, "samples": opts["samples"], "seed": opts["seed"],
-                "all_tokens": opts["all_tokens"], "model": cfg["model"]["name"], "dtype": cfg["model"]["dtype"]}
+                "all_tokens": opts["all_tokens"], "model": snakemake.params.model["name"], "dtype": snakemake.params.model.get("dtype", "float32")}
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     todo = set(checkpoint.todo(cases.case_id.tolist()))
     logging.info("%d cases to trace, %d already in the checkpoint", len(todo), len(cases) - len(todo))
-    model, tok = job_model(snakemake.input.model, cfg) if todo else (None, None)
+    model, tok = job_model(snakemake.input.model, snakemake.params.model) if todo else (None, None)
     for case in tqdm(cases[cases.case_id.isin(todo)].itertuples(), total=len(todo), desc=f"trace {kind} w{window}",
                      unit="case", mininterval=10):
         result = trace(model, tok, case.prompt, case.subject, case.target_true, kind=kind, window=window,
@@ -36,5 +36,5 @@ with job(snakemake) as cfg:
             continue
         checkpoint.save(case.case_id, result.to_frame(case.case_id, is_correct=case.is_correct))
     checkpoint.merge(cases.case_id.tolist(), snakemake.output[0],
-                     {"model": cfg["model"]["name"], "run": cfg["run"], "sigma": sigma, "samples": opts["samples"],
+                     {"model": snakemake.params.model["name"], "run": snakemake.params.run, "sigma": sigma, "samples": opts["samples"],
                       "seed": opts["seed"]})
