@@ -81,7 +81,8 @@ def draw_figures(scores: pd.DataFrame, r2: pd.DataFrame, tables: dict[int, pd.Da
     plot_effect_by_layer(effects, paths["fig10"], effect)
 
 
-def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: list[str], wall_s: float | None) -> Path:
+def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: list[str], wall_s: float | None,
+            commit: str | None = None) -> Path:
     """Copy a finished run's scores and MLP tracing tables into ``folder/groups/<run>/`` with its
     config, commit and per-stage wall times (from the run's benchmark files)."""
     run_dir = Path(run_dir)
@@ -99,7 +100,7 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
     for path in config_files:
         config = _merged(config, yaml.safe_load(Path(path).read_text()))
     analysis = config.get("analysis") or {}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     info = {"run": run_dir.name, "commit": commit, "config_files": [str(p) for p in config_files],
             "overrides": overrides, "model": config["model"]["name"], "n_layers": planned_num_layers(config["model"]),
             "effect_window": config["editing"]["effect_window"],
@@ -168,12 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--config", type=Path, action="append", default=[], help="the config file(s) of the run")
     add.add_argument("--override", action="append", default=[], help="a --config override the run was given")
     add.add_argument("--wall-s", type=float, default=None, help="the run's wall time")
+    add.add_argument("--commit", default=None, help="the commit that ran it (default: this checkout's HEAD)")
     rebuild = commands.add_parser("analyse", help="regressions, summary and figures from a results folder")
     rebuild.add_argument("folder", type=Path)
     rebuild.add_argument("--bootstrap", type=int, default=1000, help="resamples of cases for the 95%% intervals")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        print(collect(args.run_dir, args.folder, args.config, args.override, args.wall_s))
+        print(collect(args.run_dir, args.folder, args.config, args.override, args.wall_s, args.commit))
     else:
         analyse(args.folder, args.bootstrap)
         print((args.folder / "summary.md").read_text().split("\n\n")[2])
