@@ -116,7 +116,8 @@ def plot_score_vs_effect(scores: pd.DataFrame, method: str, problem: str, layer:
 
 
 def plot_r2_bars(r2: pd.DataFrame, path: str | Path, metric: str = "rewrite") -> Path:
-    """Fig. 6: R² of layer alone and of layer + tracing, per problem (panels) and method (bars)."""
+    """Fig. 6: R² of layer alone and of layer + tracing, per problem (panels) and method (bars);
+    with bootstrap columns (``r2_layer_lo``/``_hi``), the layer R²'s 95% interval as an error bar."""
     rows = r2[r2.metric == metric]
     problems = [p for p in PROBLEM_LABELS if p in set(rows.problem)]
     methods = [m for m in METHOD_LABELS if m in set(rows.method)]
@@ -129,13 +130,18 @@ def plot_r2_bars(r2: pd.DataFrame, path: str | Path, metric: str = "rewrite") ->
         added = [max(0.0, part.r2_added.get(m, np.nan)) for m in methods]
         ax.bar(xs, layer, color="tab:blue", label="layer")
         ax.bar(xs, added, bottom=layer, color="tab:orange", label="added by tracing")
+        if "r2_layer_lo" in part:
+            lo = np.array([part.r2_layer_lo.get(m, np.nan) for m in methods])
+            hi = np.array([part.r2_layer_hi.get(m, np.nan) for m in methods])
+            ax.errorbar(xs, layer, yerr=[np.clip(layer - lo, 0, None), np.clip(hi - layer, 0, None)], fmt="none",
+                        ecolor="black", elinewidth=0.8, capsize=2, label="layer, 95% interval")
         ax.set_xticks(xs, [METHOD_LABELS[m] for m in methods], fontsize=8, rotation=30)
         ax.set_title(PROBLEM_LABELS[problem], fontsize=9)
         ax.set_ylim(0, 1.05)
     axes[0][0].set_ylabel(f"R² of {metric} score")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="center right")
-    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     return _save(fig, path, tight=False)
 
 
