@@ -134,9 +134,12 @@ def test_second_run_has_nothing_to_do(smoke_run):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def planned(workdir: Path, *overrides: str) -> dict[str, int]:
-    """Jobs per rule a dry run plans in ``workdir`` with ``--config`` ``overrides``."""
-    done = snakemake(workdir, "-n", *(("--config", *overrides) if overrides else ()))
+def planned(workdir: Path, override: str, folder: Path) -> dict[str, int]:
+    """Jobs per rule a dry run plans in ``workdir`` with ``override`` (YAML) as one more config file
+    (``--config`` would pass nested values as strings)."""
+    overlay = folder / "override.yaml"
+    overlay.write_text(override + "\n")
+    done = snakemake(workdir, "-n", configfiles=(str(overlay),))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = done.stdout + done.stderr
     if "Nothing to be done" in text:
@@ -152,21 +155,21 @@ MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context
 @pytest.mark.workflow
 @pytest.mark.parametrize("override,expected", [
     # Fig. 2-style heatmaps only: tracing itself does not read heatmap_cases
-    ("tracing={heatmap_cases: 1}", {"trace_heatmaps": 3, "all": 1}),
+    ("tracing: {heatmap_cases: 1}", {"trace_heatmaps": 3, "all": 1}),
     # a new window: its traces and heatmaps, and Fig. 10 (which plots every MLP window); window 5 stays
-    ("tracing={windows: [5, 3]}", {"trace": 3, "trace_heatmaps": 3, "figures": 1, "all": 1}),
+    ("tracing: {windows: [5, 3]}", {"trace": 3, "trace_heatmaps": 3, "figures": 1, "all": 1}),
     # one method's hyperparameter: that method's edit jobs and the tables built from all of them
-    ("editing={hparams: {rome: {v_steps: 4}}}", {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "all": 1}),
+    ("editing: {hparams: {rome: {v_steps: 4}}}", {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "all": 1}),
 ])
-def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override, expected):
+def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override, expected, tmp_path):
     results, _ = smoke_run
-    assert planned(results.parent.parent, override) == expected
+    assert planned(results.parent.parent, override, tmp_path) == expected
 
 
 @pytest.mark.workflow
-def test_a_changed_model_dtype_reruns_every_model_running_job(smoke_run):
+def test_a_changed_model_dtype_reruns_every_model_running_job(smoke_run, tmp_path):
     results, _ = smoke_run
-    jobs = planned(results.parent.parent, "model={dtype: bfloat16}")
+    jobs = planned(results.parent.parent, "model: {dtype: bfloat16}", tmp_path)
     assert MODEL_JOBS <= set(jobs) and jobs["edit"] == 20 and jobs["trace"] == 3 and jobs["pre_edit"] == 5
     assert "select_cases" not in jobs and "prepare_model" not in jobs
 
