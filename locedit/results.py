@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .analysis import bootstrap_r2, concentrated_cases, interval_verdict, layer_correlation, regressions
+from .analysis import METRICS, bootstrap_r2, concentrated_cases, interval_verdict, layer_correlation, regressions
 from .editing import METHODS
 from .io import write_parquet
 from .models import planned_num_layers
@@ -39,7 +39,6 @@ FIGURES = {"fig1": "fig1_peak_layer.png", "fig2": "fig2_heatmap.png", "fig4": "f
            "by_layer_paraphrase": "fig8_paraphrase_by_layer.png",
            "by_layer_neighborhood": "fig9_neighborhood_by_layer.png",
            "by_layer_overall": "fig9b_overall_by_layer.png", "fig10": "fig10_tracing_by_layer.png"}
-BOOTSTRAP_METRICS = ("rewrite", "paraphrase", "neighborhood", "overall")
 
 
 def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, effect: str, correlation_layer: int,
@@ -48,7 +47,7 @@ def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, eff
     table; r2 carries bootstrap intervals over cases (``*_lo``/``*_hi``) and ``verdict``."""
     r2 = regressions(scores, model, effect)
     if n_boot and not r2.empty:
-        boot = bootstrap_r2(scores, effect, metrics=BOOTSTRAP_METRICS, n_boot=n_boot)
+        boot = bootstrap_r2(scores, effect, metrics=METRICS, n_boot=n_boot)
         r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
         r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else ""
                          for row in r2.to_dict("records")]
