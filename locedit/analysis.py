@@ -90,18 +90,23 @@ def regressions(scores: pd.DataFrame, model: str, effect: str = EFFECT) -> pd.Da
     """One tidy row per method × problem × metric (rows missing a score or an effect are left out
     and counted in ``n_dropped``)."""
     rows = []
-    for (method, problem), group in scores.groupby(["method", "problem"], sort=True):
-        for metric in METRICS:
-            column = f"{metric}_score"
-            if column not in group:
-                continue
-            data = group[["layer", effect, column]].rename(columns={effect: "effect", column: "score"})
-            clean = data.dropna()
-            if len(clean) < 2:
-                continue
-            rows.append({"model": model, "method": method, "problem": problem, "metric": metric,
-                         "effect": effect, "n_dropped": len(data) - len(clean), **fit_three(clean)})
+    for method, problem, metric, column, group in _conditions(scores, METRICS):
+        data = group[["layer", effect, column]].rename(columns={effect: "effect", column: "score"})
+        clean = data.dropna()
+        if len(clean) < 2:
+            continue
+        rows.append({"model": model, "method": method, "problem": problem, "metric": metric,
+                     "effect": effect, "n_dropped": len(data) - len(clean), **fit_three(clean)})
     return pd.DataFrame(rows)
+
+
+def _conditions(scores: pd.DataFrame, metrics):
+    """(method, problem, metric, score column, rows) of every method × problem × metric scored."""
+    for (method, problem), group in scores.groupby(["method", "problem"], sort=True):
+        for metric in metrics:
+            column = f"{metric}_score"
+            if column in group:
+                yield method, problem, metric, column, group
 
 
 def concentrated_cases(effects: pd.DataFrame, threshold: float = 0.5, max_other_layers: int = 3,
@@ -158,27 +163,23 @@ def bootstrap_r2(scores: pd.DataFrame, effect: str = EFFECT, metrics: tuple[str,
     rng = np.random.default_rng(seed)
     tail = (1 - level) / 2 * 100
     rows = []
-    for (method, problem), group in scores.groupby(["method", "problem"], sort=True):
-        for metric in metrics:
-            column = f"{metric}_score"
-            if column not in group:
-                continue
-            data = group[["case_id", "layer", effect, column]].dropna()
-            cases = data.case_id.unique()
-            if len(cases) < 2:
-                continue
-            by_case = {c: part[["layer", effect, column]].to_numpy(float) for c, part in data.groupby("case_id")}
-            draws = []
-            for _ in range(n_boot):
-                sample = np.concatenate([by_case[c] for c in rng.choice(cases, size=len(cases), replace=True)])
-                layer_r2, trace_r2, both_r2 = r2_three(sample[:, 0], sample[:, 1], sample[:, 2])
-                draws.append((layer_r2, trace_r2, both_r2 - layer_r2))
-            draws = np.array(draws)
-            row = {"method": method, "problem": problem, "metric": metric, "n_cases": len(cases)}
-            for i, name in enumerate(("r2_layer", "r2_trace", "r2_added")):
-                lo, hi = np.nanpercentile(draws[:, i], [tail, 100 - tail])
-                row |= {f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
-            rows.append(row)
+    for method, problem, metric, column, group in _conditions(scores, metrics):
+        data = group[["case_id", "layer", effect, column]].dropna()
+        cases = data.case_id.unique()
+        if len(cases) < 2:
+            continue
+        by_case = {c: part[["layer", effect, column]].to_numpy(float) for c, part in data.groupby("case_id")}
+        draws = []
+        for _ in range(n_boot):
+            sample = np.concatenate([by_case[c] for c in rng.choice(cases, size=len(cases), replace=True)])
+            layer_r2, trace_r2, both_r2 = r2_three(sample[:, 0], sample[:, 1], sample[:, 2])
+            draws.append((layer_r2, trace_r2, both_r2 - layer_r2))
+        draws = np.array(draws)
+        row = {"method": method, "problem": problem, "metric": metric, "n_cases": len(cases)}
+        for i, name in enumerate(("r2_layer", "r2_trace", "r2_added")):
+            lo, hi = np.nanpercentile(draws[:, i], [tail, 100 - tail])
+            row |= {f"{name}_lo": float(lo), f"{name}_hi": float(hi)}
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
