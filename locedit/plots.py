@@ -54,7 +54,7 @@ def plot_trace_heatmap(case: pd.DataFrame, path: str | Path, title: str | None =
 
 METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
 PROBLEM_LABELS = {name: p.label for name, p in PROBLEMS.items()}
-METHOD_COLORS = {"ft1": "tab:blue", "ft5": "tab:orange", "rome": "tab:green", "memit": "tab:red"}
+METHOD_COLORS = {name: m.color for name, m in METHODS.items()}
 
 
 def _save(fig, path: str | Path, tight: bool = True) -> Path:

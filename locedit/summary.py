@@ -13,7 +13,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .plots import METHOD_LABELS, PROBLEM_LABELS
+from .editing import METHODS
+from .problems import PROBLEMS
+
+METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
+PROBLEM_LABELS = {name: p.label for name, p in PROBLEMS.items()}
 PAPER = {"layer_mean": 0.585, "added_max": 0.032}  # paper §5.3: mean layer R² over Fig. 6, max added R²
 
 

@@ -27,12 +27,14 @@ class Method:
     templates: str | None = None  # which context templates it needs
     needs_stats: bool = False
     label: str = ""  # for tables and figures
+    color: str = "tab:gray"  # its line / bar colour in figures
 
 
 METHODS: dict[str, Method] = {
-    "ft1": Method("ft1", 1, finetune, finetune_cases, FT_DEFAULTS, label="FT-1"),
-    "ft5": Method("ft5", 5, finetune, finetune_cases, FT_DEFAULTS, label="FT-5"),
-    "rome": Method("rome", 1, rome, rome_cases, ROME_DEFAULTS, templates="rome", needs_stats=True, label="ROME"),
+    "ft1": Method("ft1", 1, finetune, finetune_cases, FT_DEFAULTS, label="FT-1", color="tab:blue"),
+    "ft5": Method("ft5", 5, finetune, finetune_cases, FT_DEFAULTS, label="FT-5", color="tab:orange"),
+    "rome": Method("rome", 1, rome, rome_cases, ROME_DEFAULTS, templates="rome", needs_stats=True, label="ROME",
+                   color="tab:green"),
     "memit": Method("memit", 5, memit, memit_cases, MEMIT_DEFAULTS, templates="memit", needs_stats=True,
-                    label="MEMIT"),
+                    label="MEMIT", color="tab:red"),
 }
