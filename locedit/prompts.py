@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 
-
 @dataclass(frozen=True)
 class Encoded:
     """One prompt followed by one target, as token ids."""

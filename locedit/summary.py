@@ -170,7 +170,8 @@ def _intervals(ours: pd.DataFrame, metric: str = "rewrite") -> list[str]:
              f"Cases resampled with all their layers ({int(rows.n_cases.max())} cases). Verdict per condition: "
              "**holds** when the upper bound of the R² tracing adds is below the lower bound of the layer's R²; "
              "**reversed** when the added R²'s lower bound is above the layer R²'s upper bound; **undetermined** "
-             "when they overlap (no verdict for saturated fits or fewer than 10 cases). Here: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {len(rows)}.", "",
+             "when they overlap (no verdict for saturated fits or fewer than 10 cases). Here: "
+             + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {len(rows)}.", "",
              "| problem | method | R² layer | R² tracing | R² added by tracing | verdict |", "|---|---|---|---|---|---|"]
     for problem in PROBLEM_LABELS:
         for method in METHOD_LABELS:

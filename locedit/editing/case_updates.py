@@ -39,6 +39,10 @@ class RankOne:
         coef = torch.einsum("rsi,ri->rs", x.float(), self.u[row_case].float())
         return coef[..., None] * self.right[row_case].float()[:, None, :]
 
+    @property
+    def device(self) -> torch.device:
+        return self.u.device
+
     def select(self, cases: torch.Tensor) -> "RankOne":
         return RankOne(_rows(self.u, cases), _rows(self.right, cases))
 
@@ -76,6 +80,10 @@ class Dense:
             part = rows.float() @ w.T
             parts.append(part if b is None else part + b)
         return torch.cat(parts)
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight_delta.device
 
     def select(self, cases: torch.Tensor) -> "Dense":
         return Dense(_rows(self.weight_delta, cases), None if self.bias_delta is None else _rows(self.bias_delta, cases))
@@ -117,9 +125,7 @@ def select_cases(updates: CaseUpdates, cases: list[int]) -> CaseUpdates:
     """The updates of ``cases`` only, renumbered 0, 1, …"""
     if not updates:
         return {}
-    first = next(iter(updates.values()))
-    device = first.u.device if isinstance(first, RankOne) else first.weight_delta.device
-    index = torch.tensor(cases, device=device)
+    index = torch.tensor(cases, device=next(iter(updates.values())).device)
     return {name: update.select(index) for name, update in updates.items()}
 
 
