@@ -19,15 +19,18 @@ from .problems import PROBLEMS  # noqa: E402
 
 KIND_LABELS = {"hidden": "hidden state", "mlp": "MLP output", "attn": "attention output"}
 KIND_COLORMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
+METRIC_LABELS = {"prob": "P(target)", "logit_diff": "logit(target) − logit(corrupted answer)"}
 
 
 def plot_trace_heatmap(case: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
-    """Heatmap of restored P(target) for one case: tokens down, layers across (paper Fig. 2).
+    """Heatmap of the restored metric (P(target) or logit difference) for one case: tokens down,
+    layers across (paper Fig. 2).
 
     ``case`` holds the long tracing table of one (case, kind, window); subject tokens are starred.
     """
+    case = case.rename(columns={"restored_prob": "restored"})
     first = case.iloc[0]
-    grid = case.pivot(index="token_idx", columns="layer", values="restored_prob").sort_index()
+    grid = case.pivot(index="token_idx", columns="layer", values="restored").sort_index()
     tokens = case.drop_duplicates("token_idx").set_index("token_idx")["token"].sort_index()
     labels = [
         f"{tok!r}*" if first.subject_start <= i < first.subject_end else repr(tok) for i, tok in tokens.items()
@@ -43,7 +46,8 @@ def plot_trace_heatmap(case: pd.DataFrame, path: str | Path, title: str | None =
     kind = KIND_LABELS.get(first.kind, first.kind)
     ax.set_title(title or f"case {first.case_id}: restoring the {kind}", fontsize=9)
     bar = fig.colorbar(image, ax=ax)
-    bar.set_label(f"P(target); clean {first.clean:.3f}, corrupted {first.low:.3f}", fontsize=8)
+    metric = METRIC_LABELS[first.get("metric", "prob")]
+    bar.set_label(f"{metric}; clean {first.clean:.3f}, corrupted {first.low:.3f}", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,13 @@ def logits_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tens
     100x slower, models.md). Logits are float32 whatever the model's dtype.
     """
     hidden = model.base_model(**{"use_cache": False, **batch}).last_hidden_state
-    logits = model.get_output_embeddings()(hidden[rows, positions].contiguous()).float()
+    return unembed(model, hidden[rows, positions])
+
+
+def unembed(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Float32 logits of final hidden states ``[n, d]`` (after the final norm), softcapped where the
+    family caps them (Gemma)."""
+    logits = model.get_output_embeddings()(hidden.contiguous()).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

@@ -1,24 +1,28 @@
-"""Causal tracing (Meng et al. 2022, as used by Hase et al. 2023), batched.
+"""Causal tracing (Meng et al. 2022, as used by Hase et al. 2023), batched and prefix-cached.
 
-Noise is added to the embedding-layer output at the subject tokens of ``samples`` copies of the
-prompt; then, for every token from the subject start and every layer, the clean output of the
-traced module (``hidden`` = the decoder layer, ``mlp`` or ``attn``) is restored at that token in a
-window of layers around the layer, and P(target) is measured over the whole target::
+The corrupted run (``corruption``: Gaussian noise on the subject embeddings, the paper, or
+symmetric token replacement, :mod:`locedit.corruption`) is measured (``metric``: P(target), the
+paper, or a logit difference, :mod:`locedit.trace_metric`); then, for every token from the
+subject start and every layer, the clean output of the traced module (``hidden`` = the decoder
+layer, ``mlp`` or ``attn``) is restored at that token in a window of layers around the layer::
 
     >>> r = trace(model, tok, "Michael Jordan plays the sport of", "Michael Jordan", "basketball",
-    ...           kind="mlp", window=10, samples=10, noise=3.09, seed=1)          # doctest: +SKIP
-    >>> r.scores.shape, r.low, r.clean                                             # doctest: +SKIP
+    ...           GaussianNoise(sigma=3.09, samples=10, seed=1), kind="mlp", window=10)   # doctest: +SKIP
+    >>> r.scores.shape, r.low, r.clean                                                   # doctest: +SKIP
     ((8, 18), 0.045, 0.761)
 
-Batching: the corrupted run is computed once; every restoration whose window starts at layer
-``a`` reuses its hidden state at the input of layer ``a`` and runs only layers ``a..L-1``, and all
-(token, layer) restorations sharing ``a`` go through one forward pass, ``samples`` rows each.
-The plain algorithm (one forward pass per (token, layer), as in the paper's code) is the oracle
-in ``tests/test_tracing.py``.
+Speed, all exact: the corrupted run is computed once; a restoration whose window starts at layer
+``a`` reuses the corrupted hidden state entering layer ``a`` and runs only layers ``a..L-1``; a
+restoration at token ``t`` runs only positions ``t..T-1``, attending to the corrupted run's
+keys and values of the positions before (they are unchanged: attention is causal); and all
+restorations sharing ``(t, a)`` go through one forward pass, ``rows`` of the corruption each.
+The plain algorithm (one full forward pass per (token, layer), as in the paper's code) is the
+oracle in ``tests/test_tracing.py``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -27,10 +31,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .corruption import Corrupted, GaussianNoise, TokenReplacement
 from .hooks import capture_outputs, edit_outputs, start_at_layer
 from .models import architecture_of, num_layers
-from .noise import add_noise_hook, subject_noise
-from .prompts import Encoded, encode, gather_target_log_probs, subject_range, token_strings
+from .prompts import Encoded, encode, subject_range, token_strings, unembed
+from .trace_metric import Measure
 
 KINDS = ("hidden", "mlp", "attn")
 
@@ -66,9 +71,9 @@ def check_windows(windows: list[int], n_layers: int) -> None:
 
 @dataclass
 class TraceResult:
-    """Restored probabilities of one (prompt, kind, window).
+    """Restored metric values (P(target) or a logit difference) of one (prompt, kind, window).
 
-    ``scores[t, l]`` is the mean over noised rows of P(target) with the traced module's clean
+    ``scores[t, l]`` is the mean over corrupted rows of the metric with the traced module's clean
     output restored at token ``t`` in the window around layer ``l``. Tokens before
     ``first_traced`` are not traced: restoring there changes nothing, so they hold ``low``.
     """
@@ -82,6 +87,10 @@ class TraceResult:
     kind: str
     window: int
     target_tokens: list[str] = field(default_factory=list)
+    metric: str = "prob"
+    corruption: str = "gaussian"
+    contrast_token: str | None = None
+    partner_case_id: int | None = None
 
     @property
     def high(self) -> float:
@@ -97,7 +106,7 @@ class TraceResult:
                 "token_idx": np.repeat(np.arange(n_tokens), n_layers),
                 "token": np.repeat(self.tokens, n_layers),
                 "layer": np.tile(np.arange(n_layers), n_tokens),
-                "restored_prob": self.scores.reshape(-1),
+                "restored": self.scores.reshape(-1),
                 "low": self.low,
                 "clean": self.clean,
                 "high": self.high,
@@ -106,6 +115,10 @@ class TraceResult:
                 "first_traced": self.first_traced,
                 "kind": self.kind,
                 "window": self.window,
+                "metric": self.metric,
+                "corruption": self.corruption,
+                "contrast_token": self.contrast_token,
+                "partner_case_id": self.partner_case_id,
             }
         )
         for key, value in columns.items():
@@ -118,9 +131,10 @@ class _Runs:
     """What the clean and the corrupted runs leave behind for the restorations."""
 
     encoded: Encoded
+    corrupted: Corrupted
+    measure: Measure
     clean_states: list[torch.Tensor]  # per layer: traced module's clean output, [T, d]
-    corrupted_layer_out: list[torch.Tensor]  # per layer: decoder layer output of the noised rows
-    noise: torch.Tensor  # [samples, subject tokens, d]
+    corrupted_layer_out: list[torch.Tensor]  # per layer: decoder layer output of the corrupted rows
     clean: float
     low: float
     layer_returns_tuple: bool
@@ -133,36 +147,45 @@ def trace(
     prompt: str,
     subject: str,
     target: str,
+    corruption: GaussianNoise | TokenReplacement,
     kind: str = "mlp",
     window: int = 10,
-    samples: int = 10,
-    noise: float = 0.1,
-    seed: int = 1,
+    metric: str = "prob",
     all_tokens: bool = False,
     max_rows: int = 512,
+    reuse_prefix: bool = True,
 ) -> TraceResult:
-    """Trace one prompt (subject filled in) for P(target); see the module docstring."""
+    """Trace one prompt (subject filled in); see the module docstring.
+
+    ``reuse_prefix`` (default): each restoration at token ``t`` computes positions ``t`` onward only,
+    on the corrupted run's keys and values of the positions before (exact: causal attention
+    makes them equal); False runs every position, as before 2026-11 (kept for the benchmark).
+    """
     arch = architecture_of(model)
     n_layers = num_layers(model)
     encoded = encode(tok, prompt, target)
     b, e = subject_range(tok, prompt, subject)
-    runs = _clean_and_corrupted(model, encoded, (b, e), kind, samples, noise, seed)
+    runs = _clean_and_corrupted(model, arch, encoded, (b, e), kind, corruption, metric)
 
     n_prompt = len(encoded.prompt_ids)
     first = 0 if all_tokens else b
     scores = np.full((n_prompt, n_layers), runs.low)
-    by_start: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    passes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for t in range(first, n_prompt):
         for layer in range(n_layers):
-            by_start[layer_window(layer, window, n_layers).start].append((t, layer))
+            passes[(t if reuse_prefix else 0, layer_window(layer, window, n_layers).start)].append((t, layer))
 
-    per_pass = max(1, max_rows // samples)
-    for start, configs in by_start.items():
+    per_pass = max(1, max_rows // runs.corrupted.rows)
+    prefixes: dict[int, object] = {}
+    for (from_token, start), configs in sorted(passes.items()):
+        if from_token and from_token not in prefixes:
+            prefixes = {from_token: _corrupted_prefix(model, arch, runs.corrupted, from_token)}
         for i in range(0, len(configs), per_pass):
             chunk = configs[i : i + per_pass]
-            probs = _restore(model, arch, runs, chunk, start, kind, window, n_layers, (b, e))
-            for (t, layer), p in zip(chunk, probs):
-                scores[t, layer] = p
+            values = _restore(model, arch, runs, chunk, start, kind, window, n_layers,
+                              from_token, prefixes.get(from_token))
+            for (t, layer), v in zip(chunk, values):
+                scores[t, layer] = v
     return TraceResult(
         scores=scores,
         low=runs.low,
@@ -173,44 +196,68 @@ def trace(
         kind=kind,
         window=window,
         target_tokens=token_strings(tok, encoded.target_ids),
+        metric=metric,
+        corruption=corruption.name,
+        contrast_token=(token_strings(tok, [runs.measure.contrast_id])[0]
+                        if runs.measure.contrast_id is not None else None),
+        partner_case_id=getattr(corruption, "partner_case_id", None),
     )
 
 
-def _clean_and_corrupted(model, encoded: Encoded, subject: tuple[int, int], kind, samples, sigma, seed) -> _Runs:
-    arch = architecture_of(model)
+def _clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int], kind, corruption,
+                         metric: str) -> _Runs:
     n_layers = num_layers(model)
     device = next(model.parameters()).device
-    ids = torch.tensor([encoded.ids], device=device)
-    one = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    traced = [arch.module_for(kind, i) for i in range(n_layers)]
-    with capture_outputs(model, traced) as seen:
-        clean = gather_target_log_probs(model, one, [encoded]).exp().item()
-    clean_states = [seen[name][0] for name in traced]
-
-    b, e = subject
-    noise = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, sigma, seed)).to(device)
-    noised = {k: v.repeat(samples, 1) for k, v in one.items()}
+    corrupted = corruption.corrupt(encoded.ids, subject, model.config.hidden_size, device)
     layers = [arch.layer(i) for i in range(n_layers)]
     returns_tuple = []
     handle = model.get_submodule(layers[0]).register_forward_hook(
         lambda _m, _i, out: returns_tuple.append(isinstance(out, tuple))
     )
+    ids = corrupted.ids
+    edit = corrupted.embedding_edit(1)
     try:
-        with edit_outputs(model, {arch.embedding: add_noise_hook(slice(None), b, e, noise)}):
-            with capture_outputs(model, layers) as seen:
-                low = gather_target_log_probs(model, noised, [encoded], rows_per_item=samples).exp().mean().item()
+        with edit_outputs(model, {arch.embedding: edit} if edit else {}), capture_outputs(model, layers) as seen:
+            hidden = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
     finally:
         handle.remove()
-    return _Runs(encoded, clean_states, [seen[n] for n in layers], noise, clean, low, returns_tuple[0])
+    first = encoded.target_positions[0]
+    measure = Measure.contrasted(metric, encoded, unembed(model, hidden[:, first]))
+    low = measure.of_hidden(model, hidden).mean().item()
+
+    one = torch.tensor([encoded.ids], device=device)
+    traced = [arch.module_for(kind, i) for i in range(n_layers)]
+    with capture_outputs(model, traced) as clean_seen:
+        clean_hidden = model.base_model(input_ids=one, attention_mask=torch.ones_like(one), use_cache=False).last_hidden_state
+    clean = measure.of_hidden(model, clean_hidden).item()
+    return _Runs(encoded, corrupted, measure, [clean_seen[name][0] for name in traced], [seen[n] for n in layers],
+                 clean, low, returns_tuple[0])
 
 
-def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, subject) -> list[float]:
-    """One forward pass restoring each (token, layer) config in ``configs`` on its own noised rows."""
-    samples = runs.noise.shape[0]
-    n_rows = len(configs) * samples
-    device = runs.noise.device
-    ids = torch.tensor([runs.encoded.ids], device=device).repeat(n_rows, 1)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+def _corrupted_prefix(model, arch, corrupted: Corrupted, length: int):
+    """The corrupted rows' key/value cache of positions ``[0, length)`` (one pass over the prefix)."""
+    ids = corrupted.ids[:, :length]
+    edit = corrupted.embedding_edit(1, 0, length)
+    with edit_outputs(model, {arch.embedding: edit} if edit else {}):
+        out = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+    return out.past_key_values
+
+
+def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, from_token=0, prefix=None) -> list[float]:
+    """One forward pass restoring each (token, layer) config in ``configs`` on its own corrupted rows,
+    from layer ``start`` up and, with a ``prefix`` cache, from position ``from_token`` on."""
+    samples = runs.corrupted.rows
+    copies = len(configs)
+    n_rows = copies * samples
+    device = runs.corrupted.ids.device
+    ids = runs.corrupted.input_ids(copies, from_token)
+    batch = {"input_ids": ids, "attention_mask": torch.ones(n_rows, runs.corrupted.ids.shape[1], dtype=torch.long,
+                                                            device=device), "use_cache": prefix is not None}
+    if prefix is not None:
+        cache = copy.deepcopy(prefix)
+        cache.batch_select_indices(torch.arange(samples, device=device).repeat(copies))
+        positions = torch.arange(from_token, runs.corrupted.ids.shape[1], device=device)
+        batch.update(cache=cache, position_ids=positions.expand(n_rows, -1))
 
     rows_at: dict[int, list[int]] = defaultdict(list)
     tokens_at: dict[int, list[int]] = defaultdict(list)
@@ -222,25 +269,26 @@ def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, s
     def restorer(j: int):
         rows = torch.tensor(rows_at[j], device=device)
         toks = torch.tensor(tokens_at[j], device=device)
-        clean = runs.clean_states[j]
+        clean = runs.clean_states[j][toks]
 
         def restore(_name: str, hidden: torch.Tensor) -> torch.Tensor:
-            hidden[rows, toks] = clean[toks].to(hidden.dtype)
+            hidden[rows, toks - from_token] = clean.to(hidden.dtype)
             return hidden
 
         return restore
 
     edits = {arch.module_for(kind, j): restorer(j) for j in rows_at}
+    hidden_in = None
     if start == 0:
-        b, e = subject
-        edits[arch.embedding] = add_noise_hook(slice(None), b, e, runs.noise.repeat(len(configs), 1, 1))
-        hidden_in = None
+        if (noise := runs.corrupted.embedding_edit(copies, from_token)) is not None:
+            edits[arch.embedding] = noise
     else:
-        hidden_in = runs.corrupted_layer_out[start - 1].repeat(len(configs), 1, 1)
+        hidden_in = runs.corrupted_layer_out[start - 1][:, from_token:].repeat(copies, 1, 1)
     layers = model.get_submodule(arch.layers)
     with start_at_layer(layers, start, hidden_in, runs.layer_returns_tuple), edit_outputs(model, edits):
-        probs = gather_target_log_probs(model, batch, [runs.encoded], rows_per_item=n_rows).exp()
-    return probs.view(len(configs), samples).mean(dim=1).tolist()
+        hidden = model.base_model(**batch).last_hidden_state
+    values = runs.measure.of_hidden(model, hidden, offset=from_token)
+    return values.view(copies, samples).mean(dim=1).tolist()
 
 
 def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
@@ -251,9 +299,12 @@ def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
     - ``max_fraction_restored_high``: the same with the reference code's denominator |high − low|;
     - ``last_subject_fraction``: (restored − low) / |clean − low| at the last subject token, unclamped;
     - ``last_subject_effect``: restored − low at the last subject token.
+
+    The same rules hold for any metric (``restored``, ``low`` and ``clean`` are its values).
+    Tables written before the metric column existed name ``restored`` ``restored_prob``.
     """
-    t = table[table.token_idx >= table.first_traced].copy()
-    effect = t.restored_prob - t.low
+    t = table[table.token_idx >= table.first_traced].rename(columns={"restored_prob": "restored"})
+    effect = t.restored - t.low
     t["fraction"] = (effect / (t.clean - t.low).abs()).clip(lower=0)
     t["fraction_high"] = (effect / (t.high - t.low).abs()).clip(lower=0)
     t["effect"] = effect

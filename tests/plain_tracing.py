@@ -1,8 +1,10 @@
 """The plain causal-tracing algorithm, as in the paper's code: one forward pass per (token, layer).
 
-Row 0 of each pass is clean, rows 1..samples get subject noise; the traced module's output at the
-token is copied from row 0 into the noised rows for every layer of the window. Full logits are
-computed at every position. This is the oracle the batched ``locedit.tracing.trace`` must equal.
+Row 0 of each pass is clean, the other rows are corrupted: ``samples`` rows with subject noise
+(``gaussian``) or one row whose prompt ids are ``replacement_ids`` (``str``); the traced module's
+output at the token is copied from row 0 into the corrupted rows for every layer of the window.
+Full logits are computed at every position. This is the oracle the batched, prefix-cached
+``locedit.tracing.trace`` must equal, for both metrics.
 """
 
 from __future__ import annotations
@@ -18,28 +20,47 @@ from locedit.tracing import layer_window
 
 
 @torch.no_grad()
-def plain_trace(model, tok, prompt, subject, target, kind, window, samples, noise, seed=1):
+def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, noise=0.1, seed=1,
+                metric="prob", replacement_ids=None):
     arch = architecture_of(model)
     n_layers = num_layers(model)
     enc = encode(tok, prompt, target)
     b, e = subject_range(tok, prompt, subject)
     device = next(model.parameters()).device
-    ids = torch.tensor([enc.ids] * (samples + 1), device=device)
-    draw = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, noise, seed))
+    if replacement_ids is None:
+        rows = [enc.ids] * (samples + 1)
+        draw = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, noise, seed))
+    else:
+        rows = [enc.ids, list(replacement_ids) + enc.target_ids]
+        draw = None
+    ids = torch.tensor(rows, device=device)
 
     def add_noise(_name, h):
+        if draw is None:
+            return h
         h = h.clone()
         h[1:, b:e] += draw.to(h.dtype)
         return h
 
-    def probs(extra_edits):
+    def logits_of(extra_edits):
         with edit_outputs(model, {arch.embedding: add_noise, **extra_edits}):
-            logits = model(input_ids=ids).logits.float()
-        lp = torch.log_softmax(logits, -1)
-        total = sum(lp[:, pos, tokid] for pos, tokid in zip(enc.target_positions, enc.target_ids))
-        return total.exp()
+            return model(input_ids=ids).logits.float()
 
-    base = probs({})
+    first = enc.target_positions[0]
+    base_logits = logits_of({})
+    contrast = None
+    if metric == "logit_diff":
+        mean_probs = torch.softmax(base_logits[1:, first], -1).mean(0)
+        mean_probs[enc.target_ids[0]] = -1
+        contrast = int(mean_probs.argmax())
+
+    def values(logits):
+        if metric == "logit_diff":
+            return logits[:, first, enc.target_ids[0]] - logits[:, first, contrast]
+        lp = torch.log_softmax(logits, -1)
+        return sum(lp[:, pos, tokid] for pos, tokid in zip(enc.target_positions, enc.target_ids)).exp()
+
+    base = values(base_logits)
     clean, low = base[0].item(), base[1:].mean().item()
     scores = np.full((len(enc.prompt_ids), n_layers), low)
     for t in range(b, len(enc.prompt_ids)):
@@ -51,5 +72,5 @@ def plain_trace(model, tok, prompt, subject, target, kind, window, samples, nois
                 return h
 
             edits = {arch.module_for(kind, j): restore for j in layer_window(layer, window, n_layers)}
-            scores[t, layer] = probs(edits)[1:].mean().item()
+            scores[t, layer] = values(logits_of(edits))[1:].mean().item()
     return scores, low, clean

@@ -50,7 +50,7 @@ def test_tracing_effect_is_max_fraction_over_traced_tokens():
     rows = []
     for token, probs in enumerate([[0.1, 0.1], [0.1, 0.5], [0.3, 0.2]]):
         for layer, p in enumerate(probs):
-            rows.append(dict(case_id=1, token_idx=token, layer=layer, restored_prob=p, low=0.1, clean=0.5,
+            rows.append(dict(case_id=1, token_idx=token, layer=layer, restored=p, low=0.1, clean=0.5,
                              high=0.5, first_traced=1, subject_start=1, subject_end=2))
     eff = tracing_effects(pd.DataFrame(rows)).set_index("layer")
     np.testing.assert_allclose(eff.max_fraction_restored, [0.5, 1.0])

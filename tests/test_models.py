@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from locedit.corruption import GaussianNoise
 from locedit.hooks import capture_inputs, capture_outputs, edit_outputs
 from locedit.models import ARCHITECTURES, architecture_of, model_slug, num_layers
 from locedit.prompts import encode, gather_target_log_probs
@@ -43,7 +44,7 @@ def test_restoring_clean_states_gives_back_the_clean_probability(model_type, gpt
     model = tiny_model(model_type)
     arch = architecture_of(model)
     n = num_layers(model)
-    result = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, kind="hidden", window=1, samples=4, noise=1.0)
+    result = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, GaussianNoise(1.0, samples=4), kind="hidden", window=1)
     assert result.low != pytest.approx(result.clean, rel=1e-3)  # the noise does something
     # the last layer's hidden state at the last prompt token decides the first target token; the
     # later target tokens see only unnoised positions, so restoring it restores P exactly

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from locedit.noise import subject_noise
+from locedit.corruption import GaussianNoise, TokenReplacement
+from locedit.prompts import subject_range
 from locedit.tracing import layer_window, trace
 
 from conftest import tiny_model
@@ -46,7 +48,7 @@ def test_batched_equals_plain(model_type, kind, window, gpt2_tokenizer):
     args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
     plain, low, clean = plain_trace(*args, kind=kind, window=window, samples=3, noise=0.5)
     # max_rows=7 forces several chunks per start layer
-    fast = trace(*args, kind=kind, window=window, samples=3, noise=0.5, max_rows=7)
+    fast = trace(*args, GaussianNoise(0.5, samples=3), kind=kind, window=window, max_rows=7)
     assert fast.low == pytest.approx(low, rel=1e-5) and fast.clean == pytest.approx(clean, rel=1e-5)
     assert fast.scores.shape == plain.shape
     # tiny random models give small probabilities: compare in log space
@@ -57,7 +59,7 @@ def test_batched_equals_plain(model_type, kind, window, gpt2_tokenizer):
 
 def test_all_tokens_traces_from_the_first_token(gpt2_tokenizer):
     model = tiny_model("gpt2")
-    r = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, kind="mlp", window=3, samples=2, noise=0.5,
+    r = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, GaussianNoise(0.5, samples=2), kind="mlp", window=3,
               all_tokens=True)
     assert r.first_traced == 0
     # before the subject, restoring a clean state changes nothing: the corrupted probability
@@ -66,10 +68,10 @@ def test_all_tokens_traces_from_the_first_token(gpt2_tokenizer):
 
 def test_trace_table_has_one_row_per_token_and_layer(gpt2_tokenizer):
     model = tiny_model("llama")
-    r = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, kind="mlp", window=3, samples=2, noise=0.5)
+    r = trace(model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET, GaussianNoise(0.5, samples=2), kind="mlp", window=3)
     table = r.to_frame(case_id=7, is_correct=True)
     assert len(table) == len(r.tokens) * 4
-    assert set(table.columns) >= {"case_id", "token_idx", "token", "layer", "restored_prob", "low", "clean",
+    assert set(table.columns) >= {"case_id", "token_idx", "token", "layer", "restored", "low", "clean",
                                   "high", "subject_start", "subject_end", "kind", "window", "is_correct"}
     assert table.high.iloc[0] == max(r.clean, r.scores.max())
 
@@ -79,8 +81,49 @@ def test_batched_equals_plain_on_gemma(gemma):
     model, tok = gemma
     args = (model, tok, "Michael Jordan plays the sport of", "Michael Jordan", "basketball")
     plain, low, clean = plain_trace(*args, kind="mlp", window=10, samples=10, noise=3.09)
-    fast = trace(*args, kind="mlp", window=10, samples=10, noise=3.09)
+    fast = trace(*args, GaussianNoise(3.09, samples=10), kind="mlp", window=10)
     assert np.abs(fast.scores - plain).max() <= 1e-5
     assert clean > 0.5 and low < 0.1  # Gemma knows the fact; the noise destroys it
     # restoring the last subject token's MLP outputs in early layers brings much of it back
     assert fast.scores[fast.subject_range[1] - 1, :6].max() > 0.3
+
+
+@pytest.mark.parametrize("model_type,metric", [("gpt2", "logit_diff"), ("gemma3_text", "logit_diff"),
+                                               ("llama", "prob"), ("gpt_neox", "logit_diff")])
+def test_token_replacement_and_logit_difference_equal_plain(model_type, metric, gpt2_tokenizer):
+    model = tiny_model(model_type)
+    ids = gpt2_tokenizer(PROMPT)["input_ids"]
+    b, e = subject_range(gpt2_tokenizer, PROMPT, SUBJECT)
+    other = ids[:b] + gpt2_tokenizer(" Barack Obama Barack Obama")["input_ids"][: e - b] + ids[e:]
+    assert len(other) == len(ids) and other[b:e] != ids[b:e]
+    args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
+    plain, low, clean = plain_trace(*args, kind="mlp", window=3, metric=metric, replacement_ids=other)
+    fast = trace(*args, TokenReplacement(tuple(other), partner_case_id=0), kind="mlp", window=3, metric=metric,
+                 max_rows=2)
+    assert fast.low == pytest.approx(low, abs=1e-5) and fast.clean == pytest.approx(clean, abs=1e-5)
+    np.testing.assert_allclose(fast.scores, plain, atol=1e-4 if metric == "logit_diff" else 1e-6)
+    assert fast.corruption == "str" and fast.metric == metric
+    assert np.ptp(plain[fast.first_traced:]) > 0
+
+
+def test_gaussian_logit_difference_equals_plain(gpt2_tokenizer):
+    model = tiny_model("qwen2")
+    args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
+    plain, low, clean = plain_trace(*args, kind="attn", window=2, samples=3, noise=0.5, metric="logit_diff")
+    fast = trace(*args, GaussianNoise(0.5, samples=3), kind="attn", window=2, metric="logit_diff")
+    np.testing.assert_allclose(fast.scores, plain, atol=1e-4)
+    assert fast.contrast_token is not None and fast.to_frame(1).metric.eq("logit_diff").all()
+
+
+def test_prefix_cache_is_exact_past_the_sliding_window(gpt2_tokenizer):
+    """Gemma's sliding-window layers keep only the last 16 keys of the tiny config: a prompt longer
+    than that still traces exactly with the corrupted prefix cached."""
+    model = tiny_model("gemma3_text")
+    prompt = "In the long and well documented history of European cinema, the mother tongue of Danielle Darrieux is"
+    assert len(gpt2_tokenizer(prompt)["input_ids"]) > 16
+    args = (model, gpt2_tokenizer, prompt, SUBJECT, TARGET)
+    cached = trace(*args, GaussianNoise(0.5, samples=2), kind="hidden", window=3)
+    uncached = trace(*args, GaussianNoise(0.5, samples=2), kind="hidden", window=3, reuse_prefix=False)
+    plain, _, _ = plain_trace(*args, kind="hidden", window=3, samples=2, noise=0.5)
+    np.testing.assert_allclose(np.log(cached.scores), np.log(plain), atol=1e-4)
+    np.testing.assert_allclose(np.log(uncached.scores), np.log(plain), atol=1e-4)

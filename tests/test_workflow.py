@@ -55,7 +55,7 @@ def test_smoke_workflow_produces_every_table(smoke_run):
         table = pd.read_parquet(results / "tracing" / f"{kind}_w5.parquet")
         assert set(table.case_id) == traced
         assert (table.kind == kind).all() and (table.window == 5).all()
-        assert table.restored_prob.between(0, 1).all()
+        assert table.restored.between(0, 1).all()
         assert table.groupby("case_id").size().eq(table.groupby("case_id").token_idx.nunique() * 18).all()
         pngs = sorted((results / "tracing" / "heatmaps" / f"{kind}_w5").glob("*.png"))
         assert len(pngs) == min(2, len(traced))

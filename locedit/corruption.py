@@ -1,0 +1,156 @@
+"""Corruptions for causal tracing: how the corrupted run differs from the clean prompt.
+
+Two are implemented (``tracing.corruption``):
+
+- ``gaussian`` (the paper, Meng et al. 2022): ``samples`` rows, each with σ-scaled Gaussian noise
+  added to the embedding-layer output at the subject tokens (the reference code's draw);
+- ``str``, symmetric token replacement (Zhang & Nanda, ICLR 2024): one row whose subject tokens
+  are those of another CounterFact subject with as many tokens and a different answer, so the
+  corrupted run is an in-distribution prompt that names something else.
+
+::
+
+    >>> g = GaussianNoise(sigma=0.1, samples=10, seed=1)
+    >>> run = g.corrupt(ids=[2, 7, 8, 9, 4], subject=(1, 3), d_model=16)
+    >>> run.rows, tuple(run.ids.shape), tuple(run.noise.shape)
+    (10, (10, 5), (10, 2, 16))
+    >>> s = TokenReplacement(prompt_ids=(2, 5, 6, 9), partner_case_id=7)
+    >>> s.corrupt(ids=[2, 7, 8, 9, 4], subject=(1, 3), d_model=16).ids.tolist()
+    [[2, 5, 6, 9, 4]]
+
+Partners for ``str`` are chosen once per run, deterministically, from the CounterFact records
+(:func:`find_replacement`; rule ``replacement_subjects``), and recorded per case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .noise import add_noise_hook, subject_noise
+from .prompts import subject_range
+
+CORRUPTIONS = ("gaussian", "str")
+
+
+@dataclass
+class Corrupted:
+    """The corrupted rows of one prompt: their input ids and the noise added to their subject embeddings."""
+
+    ids: torch.Tensor  # [rows, T]
+    subject: tuple[int, int]
+    noise: torch.Tensor | None = None  # [rows, subject tokens, d], added at the embedding output
+
+    @property
+    def rows(self) -> int:
+        return self.ids.shape[0]
+
+    def input_ids(self, copies: int, start: int = 0) -> torch.Tensor:
+        """The corrupted ids from position ``start`` on, ``copies`` times over (copy-major rows)."""
+        return self.ids[:, start:].repeat(copies, 1)
+
+    def embedding_edit(self, copies: int, start: int = 0, end: int | None = None):
+        """An edit function for the embedding output of ``copies`` × rows covering positions
+        ``[start, end)``, or None when no noise falls there."""
+        if self.noise is None:
+            return None
+        b, e = self.subject
+        end = self.ids.shape[1] if end is None else end
+        lo, hi = max(b, start), min(e, end)
+        if lo >= hi:
+            return None
+        return add_noise_hook(slice(None), lo - start, hi - start, self.noise[:, lo - b : hi - b].repeat(copies, 1, 1))
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """The paper's corruption: ``samples`` rows of ``N(0, σ²)`` noise on the subject embeddings."""
+
+    sigma: float
+    samples: int = 10
+    seed: int = 1
+    name = "gaussian"
+
+    def corrupt(self, ids: list[int], subject: tuple[int, int], d_model: int,
+                device: torch.device | str = "cpu") -> Corrupted:
+        b, e = subject
+        noise = torch.from_numpy(subject_noise(self.samples, e - b, d_model, self.sigma, self.seed)).to(device)
+        return Corrupted(torch.tensor([ids], device=device).repeat(self.samples, 1), subject, noise)
+
+
+@dataclass(frozen=True)
+class TokenReplacement:
+    """Symmetric token replacement: the prompt with another subject's tokens (same count) in place."""
+
+    prompt_ids: tuple[int, ...]
+    partner_case_id: int
+    name = "str"
+
+    def corrupt(self, ids: list[int], subject: tuple[int, int], d_model: int,
+                device: torch.device | str = "cpu") -> Corrupted:
+        n = len(self.prompt_ids)
+        if len(ids) < n or any(a != b for i, (a, b) in enumerate(zip(ids, self.prompt_ids))
+                               if not subject[0] <= i < subject[1]):
+            raise ValueError(f"the replacement prompt of partner case_id {self.partner_case_id} differs from the "
+                             "prompt outside the subject tokens; choose partners with find_replacement")
+        return Corrupted(torch.tensor([list(self.prompt_ids) + list(ids[n:])], device=device), subject)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """The subject that replaces a case's subject under ``str``, and the prompt it makes."""
+
+    case_id: int
+    partner_case_id: int
+    partner_subject: str
+    partner_target: str
+    prompt_ids: tuple[int, ...]
+
+
+def find_replacement(tok, case_id: int, template: str, subject: str, target_true: str,
+                     pool: pd.DataFrame, seed: int = 1) -> Replacement | None:
+    """The first record of ``pool`` (columns case_id, subject, target_true), in an order drawn from
+    ``RandomState(seed + case_id)``, whose subject put into ``template`` changes exactly the
+    subject's tokens (same count, same place, all other tokens equal) and whose answer differs.
+
+    None when no record qualifies (the caller reports the case_id).
+    """
+    prompt = template.format(subject)
+    ids = tok(prompt)["input_ids"]
+    b, e = subject_range(tok, prompt, subject)
+    order = np.random.RandomState(seed + case_id).permutation(len(pool))
+    for i in order:
+        other = pool.iloc[int(i)]
+        if int(other.case_id) == case_id or other.subject == subject or other.target_true == target_true:
+            continue
+        replaced = template.format(other.subject)
+        other_ids = tok(replaced)["input_ids"]
+        if len(other_ids) != len(ids) or other_ids[:b] != ids[:b] or other_ids[e:] != ids[e:]:
+            continue
+        if other_ids[b:e] == ids[b:e] or subject_range(tok, replaced, other.subject) != (b, e):
+            continue
+        return Replacement(case_id, int(other.case_id), other.subject, other.target_true, tuple(other_ids))
+    return None
+
+
+def replacements(tok, cases: pd.DataFrame, pool: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """One row per case of ``cases`` (case_id, prompt_template, subject, target_true): its partner,
+    or nulls with ``reason`` when none of ``pool`` qualifies."""
+    rows = []
+    for case in tqdm(cases.itertuples(), total=len(cases), desc="str partners", unit="case", mininterval=10):
+        found = find_replacement(tok, int(case.case_id), case.prompt_template, case.subject, case.target_true,
+                                 pool, seed)
+        if found is None:
+            rows.append({"case_id": int(case.case_id), "partner_case_id": None, "partner_subject": None,
+                         "partner_target": None, "prompt_ids": None,
+                         "reason": f"no record of the {len(pool)} has a subject of as many tokens in this "
+                                   "template with a different answer"})
+        else:
+            rows.append({**found.__dict__, "prompt_ids": list(found.prompt_ids), "reason": None})
+    frame = pd.DataFrame(rows)
+    frame["partner_case_id"] = frame.partner_case_id.astype("Int64")
+    return frame
