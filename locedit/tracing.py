@@ -91,6 +91,7 @@ class TraceResult:
     corruption: str = "gaussian"
     contrast_token: str | None = None
     partner_case_id: int | None = None
+    method: str = "exact"
 
     @property
     def high(self) -> float:
@@ -115,6 +116,7 @@ class TraceResult:
                 "first_traced": self.first_traced,
                 "kind": self.kind,
                 "window": self.window,
+                "method": self.method,
                 "metric": self.metric,
                 "corruption": self.corruption,
                 "contrast_token": self.contrast_token,
