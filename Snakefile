@@ -6,6 +6,7 @@ import sys
 
 from locedit.config import ConfigError, validate_config, with_tuning
 from locedit.editing import METHODS
+from locedit.localization import PAPER, Localization, configured
 from locedit.models import model_slug, planned_num_layers
 from locedit.problems import PROBLEMS
 from locedit.stats import stats_folder_name
@@ -62,6 +63,8 @@ if CORRELATION_LAYER is None:
 MLP_WINDOWS = (
     sorted(config["tracing"]["windows"]) if "mlp" in config["tracing"]["kinds"] else []
 )
+LOCALIZATIONS = configured(config)  # the main analysis's first, then analysis.effects
+MAIN_LOCALIZATION = LOCALIZATIONS[0]
 STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folder_name(config['stats'])}"
 
 
@@ -83,6 +86,7 @@ rule all:
         rules.scores.output,
         rules.regressions.output,
         rules.figures.output,
+        rules.localization_figures.output if len(LOCALIZATIONS) > 1 else [],
 
 
 onsuccess:

@@ -72,8 +72,10 @@ def _save(fig, path: str | Path, tight: bool = True) -> Path:
 
 
 def plot_argmax_layer_histogram(effects: pd.DataFrame, n_layers: int, edit_layers: dict[str, list[int]],
-                                path: str | Path, window: int, effect: str = "max_fraction_restored") -> Path:
-    """Fig. 1: per case, the layer where the tracing effect peaks; edit layers marked.
+                                path: str | Path, window: int, effect: str = "max_fraction_restored",
+                                note: str = "") -> Path:
+    """Fig. 1: per case, the layer where the tracing effect peaks; edit layers marked (``note``: a
+    second title line, e.g. the localization).
 
     ``effects``: per (case_id, layer) ``max_fraction_restored``; ``edit_layers``: label → layers
     (e.g. {"ROME": [8], "MEMIT": [6, …, 10]}).
@@ -92,15 +94,16 @@ def plot_argmax_layer_histogram(effects: pd.DataFrame, n_layers: int, edit_layer
     ax.set_ylim(0, ymax)
     ax.set_xlabel("layer of maximal tracing effect (MLP, window %d)" % window)
     ax.set_ylabel("cases")
-    ax.set_title(f"Where tracing peaks ({len(peaks)} cases)", fontsize=10)
+    ax.set_title(f"Where tracing peaks ({len(peaks)} cases)" + (f"\n{note}" if note else ""), fontsize=10)
     if edit_layers:
         ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)
 
 
 def plot_score_vs_effect(scores: pd.DataFrame, method: str, problem: str, layer: int, path: str | Path,
-                         metric: str = "rewrite", effect: str = "max_fraction_restored") -> Path:
-    """Fig. 4: edit score vs tracing effect at one edit layer, with the least-squares line and y = x."""
+                         metric: str = "rewrite", effect: str = "max_fraction_restored", note: str = "") -> Path:
+    """Fig. 4: edit score vs tracing effect at one edit layer, with the least-squares line and y = x
+    (``note``: a second title line)."""
     rows = scores[(scores.method == method) & (scores.problem == problem) & (scores.layer == layer)]
     x, y = rows[effect].to_numpy(), rows[f"{metric}_score"].to_numpy()
     fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=120)
@@ -114,7 +117,7 @@ def plot_score_vs_effect(scores: pd.DataFrame, method: str, problem: str, layer:
     ax.set_xlabel(f"tracing effect ({effect})")
     ax.set_ylabel(f"{metric} score")
     ax.set_title(f"{METHOD_LABELS.get(method, method)}, {PROBLEM_LABELS.get(problem, problem)}, layer {layer} "
-                 f"(n = {len(rows)})", fontsize=9)
+                 f"(n = {len(rows)})" + (f"\n{note}" if note else ""), fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
 

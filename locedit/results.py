@@ -27,6 +27,8 @@ import yaml
 from .analysis import METRICS, bootstrap_r2, concentrated_cases, interval_verdict, layer_correlation, regressions
 from .editing import METHODS
 from .io import write_parquet
+from .localization import PAPER, Localization, configured
+from .localization_analysis import agreement, compare, section, with_effects
 from .models import planned_num_layers
 from .plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
                     plot_scores_by_layer, plot_trace_heatmap)
@@ -42,9 +44,10 @@ FIGURES = {"fig1": "fig1_peak_layer.png", "fig2": "fig2_heatmap.png", "fig4": "f
 
 
 def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, effect: str, correlation_layer: int,
-                      info: dict, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+                      info: dict, n_boot: int = 1000, sections: list[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(r2, r2_concentrated, summary markdown) of a run's scores and its effect-window MLP tracing
-    table; r2 carries bootstrap intervals over cases (``*_lo``/``*_hi``) and ``verdict``."""
+    table; r2 carries bootstrap intervals over cases (``*_lo``/``*_hi``) and ``verdict``;
+    ``sections`` end the summary (:func:`localization_tables`)."""
     r2 = regressions(scores, model, effect)
     if n_boot and not r2.empty:
         boot = bootstrap_r2(scores, effect, metrics=METRICS, n_boot=n_boot)
@@ -58,7 +61,15 @@ def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, eff
     correlation = layer_correlation(scores, "rome", "error_injection", correlation_layer, effect=effect)
     info = {**info, "n_cases": scores.case_id.nunique(), "n_layers": scores.layer.nunique(),
             "layers": sorted(scores.layer.unique().tolist()), "effect": effect}
-    return r2, concentrated, summary_markdown(r2, paper_tables(), concentrated, correlation, info)
+    return r2, concentrated, summary_markdown(r2, paper_tables(), concentrated, correlation, info, sections)
+
+
+def localization_tables(scores: pd.DataFrame, tables: dict[str, pd.DataFrame], model: str,
+                        effect: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(regressions per localization, their agreement with the first, summary section); the section
+    is empty with one localization."""
+    compared, agreed = compare(scores, tables, model, effect), agreement(tables, effect)
+    return compared, agreed, section(compared, agreed) if len(tables) > 1 else []
 
 
 def draw_figures(scores: pd.DataFrame, r2: pd.DataFrame, tables: dict[int, pd.DataFrame], paths: dict[str, Path],
@@ -80,6 +91,21 @@ def draw_figures(scores: pd.DataFrame, r2: pd.DataFrame, tables: dict[int, pd.Da
     plot_effect_by_layer(effects, paths["fig10"], effect)
 
 
+def draw_localization_figures(scores: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: Path, n_layers: int,
+                              effect_window: int, correlation_layer: int, effect: str) -> None:
+    """Fig. 1 and Fig. 4 under each localization (effect-window MLP tables by id) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig1_layers = {METHODS[m].label: edited_layers(correlation_layer, METHODS[m].window, n_layers)
+                   for m in ("rome", "memit") if m in set(scores.method)}
+    for loc, table in tables.items():
+        label = Localization.parse(loc).label
+        plot_argmax_layer_histogram(tracing_effects(table), n_layers, fig1_layers, folder / f"{loc}_fig1_peak_layer.png",
+                                    effect_window, effect, note=label)
+        plot_score_vs_effect(with_effects(scores, table), "rome", "error_injection", correlation_layer,
+                             folder / f"{loc}_fig4_rewrite_vs_tracing.png", effect=effect, note=label)
+
+
 def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: list[str], wall_s: float | None,
             commit: str | None = None) -> Path:
     """Copy a finished run's scores and MLP tracing tables into ``folder/groups/<run>/`` with its
@@ -88,16 +114,20 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
     group = Path(folder) / "groups" / run_dir.name
     group.mkdir(parents=True, exist_ok=True)
     write_parquet(pd.read_parquet(run_dir / "scores.parquet"), group / "scores.parquet")
-    windows = []
-    for table in sorted((run_dir / "tracing").glob("mlp_w*.parquet")):
-        write_parquet(pd.read_parquet(table), group / f"tracing_{table.name}")
-        windows.append(int(table.stem.removeprefix("mlp_w")))
-    stages = {}
-    for tsv in sorted((run_dir / "benchmarks").glob("*.tsv")):
-        stages[tsv.stem] = round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
     config: dict = {}
     for path in config_files:
         config = _merged(config, yaml.safe_load(Path(path).read_text()))
+    main, *others = configured(config)
+    windows = []
+    for table in sorted(Path(main.table(str(run_dir), "mlp", 0)).parent.glob("mlp_w*.parquet")):
+        write_parquet(pd.read_parquet(table), group / f"tracing_{table.name}")
+        windows.append(int(table.stem.removeprefix("mlp_w")))
+    window = config["editing"]["effect_window"]
+    for loc in others:
+        write_parquet(pd.read_parquet(loc.table(str(run_dir), "mlp", window)), group / f"tracing_{loc.id}_mlp_w{window}.parquet")
+    stages = {}
+    for tsv in sorted((run_dir / "benchmarks").glob("*.tsv")):
+        stages[tsv.stem] = round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
     analysis = config.get("analysis") or {}
     commit = commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     info = {"run": run_dir.name, "commit": commit, "config_files": [str(p) for p in config_files],
@@ -105,6 +135,7 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
             "effect_window": config["editing"]["effect_window"],
             "effect": analysis.get("effect") or "max_fraction_restored",
             "correlation_layer": analysis.get("correlation_layer"), "mlp_windows": sorted(windows),
+            "localizations": [loc.id for loc in (main, *others)],
             "wall_s": wall_s, "job_s": stages, "job_s_total": round(sum(stages.values()), 1), "config": config}
     (group / "run.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return group
@@ -149,14 +180,32 @@ def analyse(folder: Path, n_boot: int = 1000) -> None:
     if correlation_layer is None:
         correlation_layer = min(layers, key=lambda layer: abs(layer - (n_layers - 1) / 2))
     info = {"run": " + ".join(r["run"] for r in runs), "model": model, "window": effect_window}
+    localized = _localization_tables(folder, runs, tables[effect_window], effect_window)
+    compared, agreed, section = localization_tables(scores, localized, model, effect)
     r2, concentrated, summary = regression_tables(scores, tables[effect_window], model, effect, correlation_layer,
-                                                  info, n_boot)
+                                                  info, n_boot, section)
     r2.to_csv(folder / "r2.csv", index=False, float_format="%.6g")
     concentrated.to_csv(folder / "r2_concentrated.csv", index=False, float_format="%.6g")
+    compared.to_csv(folder / "localizations.csv", index=False, float_format="%.6g")
+    agreed.to_csv(folder / "localization_agreement.csv", index=False, float_format="%.6g")
     (folder / "summary.md").write_text(summary)
     (folder / "figures").mkdir(exist_ok=True)
     draw_figures(scores, r2, tables, {k: folder / "figures" / v for k, v in FIGURES.items()}, n_layers,
                  effect_window, correlation_layer, effect)
+    if len(localized) > 1:
+        draw_localization_figures(scores, localized, folder / "figures" / "localizations", n_layers, effect_window,
+                                  correlation_layer, effect)
+
+
+def _localization_tables(folder: Path, runs: list[dict], main: pd.DataFrame, window: int) -> dict[str, pd.DataFrame]:
+    """The effect-window MLP tables of the localizations every group has (main first)."""
+    ids = [r.get("localizations", [PAPER.id]) for r in runs]
+    shared = [loc for loc in ids[0] if all(loc in other for other in ids)]
+    tables = {shared[0]: main}
+    for loc in shared[1:]:
+        tables[loc] = pd.concat([pd.read_parquet(folder / "groups" / r["run"] / f"tracing_{loc}_mlp_w{window}.parquet")
+                                 for r in runs], ignore_index=True)
+    return tables
 
 
 def main(argv: list[str] | None = None) -> None:

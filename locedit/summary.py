@@ -109,8 +109,8 @@ def headline(ours: pd.DataFrame) -> str:
 
 
 def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.DataFrame,
-                     correlation: dict, run_info: dict) -> str:
-    """The whole summary as markdown."""
+                     correlation: dict, run_info: dict, sections: list[str] = ()) -> str:
+    """The whole summary as markdown; ``sections``: more lines at the end (the localizations')."""
     _, sentence = finding(ours)
     parts = [
         f"# Localization vs editing: {run_info['run']} ({run_info['model']})",
@@ -157,6 +157,8 @@ def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.D
     else:
         parts += [f"{concentrated.n_cases.iloc[0]} cases qualify. Paper: ROME error injection .927 / .02 / .929.", "",
                   _ours_only(concentrated, "rewrite")]
+    if sections:
+        parts += ["", *sections]
     return "\n".join(parts) + "\n"
 
 

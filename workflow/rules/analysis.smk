@@ -4,7 +4,8 @@
 rule regressions:
     input:
         scores=rules.scores.output[0],
-        trace=f"{RUN}/tracing/mlp_w{config['editing']['effect_window']}.parquet",
+        trace=main_table("mlp", config["editing"]["effect_window"]),
+        effects=list(effect_tables().values()),
     output:
         r2=report(
             f"{RUN}/analysis/r2.csv",
@@ -21,6 +22,8 @@ rule regressions:
             caption="../report/summary.rst",
             category="Regressions",
         ),
+        localizations=f"{RUN}/analysis/localizations.csv",
+        agreement=f"{RUN}/analysis/localization_agreement.csv",
     log:
         f"{LOGS}/regressions.log",
     benchmark:
@@ -31,6 +34,7 @@ rule regressions:
         correlation_layer=CORRELATION_LAYER,
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
         bootstrap=ANALYSIS.get("bootstrap", 1000),
+        localizations=list(effect_tables()),
         model=model_params(),
         run=config["run"],
         effect_window=config["editing"]["effect_window"],
@@ -42,7 +46,7 @@ rule figures:
     input:
         scores=rules.scores.output[0],
         r2=rules.regressions.output.r2,
-        traces=expand(f"{RUN}/tracing/mlp_w{{window}}.parquet", window=MLP_WINDOWS),
+        traces=[main_table("mlp", window) for window in MLP_WINDOWS],
     output:
         fig1=figure("fig1_peak_layer.png", "fig1"),
         fig2=figure("fig2_heatmap.png", "fig2"),
@@ -68,3 +72,25 @@ rule figures:
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
     script:
         "../scripts/figures.py"
+
+
+rule localization_figures:
+    input:
+        scores=rules.scores.output[0],
+        effects=list(effect_tables().values()),
+    output:
+        directory(f"{RUN}/analysis/figures/localizations"),
+    log:
+        f"{LOGS}/localization_figures.log",
+    benchmark:
+        f"{BENCH}/localization_figures.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        localizations=list(effect_tables()),
+        effect_window=config["editing"]["effect_window"],
+        n_layers=N_LAYERS,
+        correlation_layer=CORRELATION_LAYER,
+        effect=ANALYSIS.get("effect", "max_fraction_restored"),
+    script:
+        "../scripts/localization_figures.py"

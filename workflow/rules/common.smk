@@ -40,11 +40,16 @@ def edit_settings(wildcards):
 
 
 def tracing_tables():
-    return expand(
-        f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
-        kind=config["tracing"]["kinds"],
-        window=config["tracing"]["windows"],
-    )
+    """Every kind × window of the main localization."""
+    return [
+        MAIN_LOCALIZATION.table(RUN, kind, window)
+        for kind in config["tracing"]["kinds"]
+        for window in config["tracing"]["windows"]
+    ]
+
+
+def main_table(kind, window):
+    return MAIN_LOCALIZATION.table(RUN, kind, window)
 
 
 def tracing_heatmaps():
@@ -96,3 +101,35 @@ def essence_input(wildcards):
     if config["editing"].get("essence", {}).get("enabled"):
         return {"essence": f"{RUN}/editing/essence_texts.parquet"}
     return {}
+
+
+LOCALIZATION_PATTERN = "(exact|attribution)-(gaussian|str)-(prob|logit_diff)"
+
+
+def wildcard_localization(wildcards):
+    """The localization a tracing job runs: the paper's, or the one its ``loc`` wildcard names."""
+    return Localization.parse(wildcards.loc) if "loc" in wildcards.keys() else PAPER
+
+
+def localization_params(wildcards):
+    loc = wildcard_localization(wildcards)
+    return {"method": loc.method, "corruption": loc.corruption, "metric": loc.metric}
+
+
+def trace_inputs(wildcards):
+    """Model, cases, correctness and noise; the str partners under token replacement."""
+    inputs = {
+        "model": MODEL_DIR,
+        "cases": f"{RUN}/cases.parquet",
+        "correctness": f"{RUN}/correctness.parquet",
+        "noise": f"{RUN}/noise.json",
+    }
+    if wildcard_localization(wildcards).corruption == "str":
+        inputs["partners"] = f"{RUN}/tracing/str_partners.parquet"
+    return inputs
+
+
+def effect_tables():
+    """The effect-window MLP table of each configured localization, main first (id → path)."""
+    window = config["editing"]["effect_window"]
+    return {loc.id: loc.table(RUN, "mlp", window) for loc in LOCALIZATIONS}

@@ -125,7 +125,7 @@ rule scores:
             problem=config["editing"]["problems"],
         ),
         post=edit_outputs(),
-        trace=f"{RUN}/tracing/mlp_w{config['editing']['effect_window']}.parquet",
+        trace=main_table("mlp", config["editing"]["effect_window"]),
     output:
         f"{RUN}/scores.parquet",
     log:

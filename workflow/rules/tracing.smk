@@ -1,12 +1,11 @@
-# Causal tracing: one long table per (kind, window), and heatmaps of the first cases.
+# Causal tracing: one long table per (localization, kind, window), and heatmaps of the first cases.
+# The paper's localization (activation patching, Gaussian noise, P(target)) writes
+# tracing/{kind}_w{window}.parquet; others tracing/{method}-{corruption}-{metric}/{kind}_w{window}.parquet.
 
 
 rule trace:
     input:
-        model=MODEL_DIR,
-        cases=rules.select_cases.output[0],
-        correctness=rules.check_correctness.output[0],
-        noise=rules.noise_level.output[0],
+        unpack(trace_inputs),
     output:
         f"{RUN}/tracing/{{kind}}_w{{window}}.parquet",
     log:
@@ -29,16 +28,50 @@ rule trace:
             "min_clean_prob",
             "max_rows",
         ),
+        localization=localization_params,
         model=model_params(),
         run=config["run"],
-        partial=lambda wc: f"{RUN}/.partial/trace_{wc.kind}_w{wc.window}",
+        partial=lambda wc: f"{RUN}/.partial/trace_{wc.get('loc', 'exact-gaussian-prob')}_{wc.kind}_w{wc.window}",
     script:
         "../scripts/trace.py"
 
 
+use rule trace as trace_localization with:
+    output:
+        f"{RUN}/tracing/{{loc}}/{{kind}}_w{{window}}.parquet",
+    log:
+        f"{LOGS}/trace_{{loc}}_{{kind}}_w{{window}}.log",
+    benchmark:
+        f"{BENCH}/trace_{{loc}}_{{kind}}_w{{window}}.tsv"
+    wildcard_constraints:
+        loc=LOCALIZATION_PATTERN,
+        kind="hidden|mlp|attn",
+        window=r"\d+",
+
+
+rule replacement_subjects:
+    input:
+        model=MODEL_DIR,
+        cases=rules.select_cases.output[0],
+    output:
+        f"{RUN}/tracing/str_partners.parquet",
+    log:
+        f"{LOGS}/replacement_subjects.log",
+    benchmark:
+        f"{BENCH}/replacement_subjects.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    params:
+        counterfact=config["data"].get("counterfact", "bundled"),
+        seed=config["tracing"]["seed"],
+        run=config["run"],
+    script:
+        "../scripts/replacement_subjects.py"
+
+
 rule trace_heatmaps:
     input:
-        rules.trace.output[0],
+        lambda wc: main_table(wc.kind, wc.window),
     output:
         directory(f"{RUN}/tracing/heatmaps/{{kind}}_w{{window}}"),
     log:

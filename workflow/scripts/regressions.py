@@ -1,20 +1,26 @@
 """Rule regressions: R² of layer / tracing / both per method × problem × metric with bootstrap
-intervals, the App. B subset, the Fig. 4 correlation, and summary.md with the paper's tables
-beside this run's (locedit.results.regression_tables, also used to rebuild from a results folder)."""
+intervals, the App. B subset, the Fig. 4 correlation, the regressions under every configured
+localization with their agreement, and summary.md with the paper's tables beside this run's
+(locedit.results.regression_tables / localization_tables, also used to rebuild from a results folder)."""
 import pandas as pd
 
 from locedit.jobs import job
-from locedit.results import regression_tables
+from locedit.results import localization_tables, regression_tables
 from locedit.summary import headline
 
 with job(snakemake):
     params = snakemake.params
-    info = {"run": snakemake.params.run, "model": snakemake.params.model["name"], "window": snakemake.params.effect_window}
-    r2, concentrated, summary = regression_tables(pd.read_parquet(snakemake.input.scores),
-                                                  pd.read_parquet(snakemake.input.trace), snakemake.params.model["name"],
-                                                  params.effect, params.correlation_layer, info, params.bootstrap)
+    model = params.model["name"]
+    scores = pd.read_parquet(snakemake.input.scores)
+    tables = {loc: pd.read_parquet(p) for loc, p in zip(params.localizations, snakemake.input.effects)}
+    compared, agreed, section = localization_tables(scores, tables, model, params.effect)
+    info = {"run": params.run, "model": model, "window": params.effect_window}
+    r2, concentrated, summary = regression_tables(scores, pd.read_parquet(snakemake.input.trace), model, params.effect,
+                                                  params.correlation_layer, info, params.bootstrap, section)
     r2.to_csv(snakemake.output.r2, index=False, float_format="%.6g")
     concentrated.to_csv(snakemake.output.concentrated, index=False, float_format="%.6g")
+    compared.to_csv(snakemake.output.localizations, index=False, float_format="%.6g")
+    agreed.to_csv(snakemake.output.agreement, index=False, float_format="%.6g")
     with open(snakemake.output.summary, "w") as f:
         f.write(summary)
     print(headline(r2))

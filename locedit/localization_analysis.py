@@ -1,0 +1,108 @@
+"""Does the finding depend on how localization is measured? The regressions of each configured
+localization side by side, and how well the localizations agree on the effects themselves.
+
+    >>> compared = compare(scores, {"exact-gaussian-prob": t1, "attribution-gaussian-prob": t2},
+    ...                    model="gemma-3-270m")                                  # doctest: +SKIP
+    >>> agreement({"exact-gaussian-prob": t1, "attribution-gaussian-prob": t2})  # doctest: +SKIP
+      localization  n  pearson  spearman  peak_agreement  mean_peak_layer
+
+``scores`` is ``scores.parquet`` (its effect columns, from the main localization, are replaced by
+each localization's); the tables are effect-window MLP tracing tables, keyed by localization id
+(:mod:`locedit.localization`), the main one first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from .analysis import EFFECT, regressions
+from .editing import METHODS
+from .localization import Localization
+from .problems import PROBLEMS
+from .summary import finding
+from .tracing import tracing_effects
+
+EFFECT_COLUMNS = ("max_fraction_restored", "max_fraction_restored_high", "last_subject_fraction",
+                  "last_subject_effect")
+
+
+def with_effects(scores: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with its per-(case, layer) effects replaced by those of tracing ``table``."""
+    bare = scores.drop(columns=[c for c in EFFECT_COLUMNS if c in scores])
+    return bare.merge(tracing_effects(table), on=["case_id", "layer"], how="left", validate="m:1")
+
+
+def compare(scores: pd.DataFrame, tables: dict[str, pd.DataFrame], model: str, effect: str = EFFECT) -> pd.DataFrame:
+    """The regressions (every metric) under each localization, with a ``localization`` column."""
+    parts = [regressions(with_effects(scores, table), model, effect).assign(localization=loc)
+             for loc, table in tables.items()]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["localization", *[c for c in out.columns if c != "localization"]]]
+
+
+def agreement(tables: dict[str, pd.DataFrame], effect: str = EFFECT) -> pd.DataFrame:
+    """Per localization: Pearson and Spearman correlation of its per-(case, layer) effects with the
+    main (first) localization's, the share of cases whose peak layer is the main's, and its mean
+    peak layer."""
+    effects = {loc: tracing_effects(t)[["case_id", "layer", effect]] for loc, t in tables.items()}
+    main_id = next(iter(effects))
+    main = effects[main_id]
+    rows = []
+    for loc, frame in effects.items():
+        joined = main.merge(frame, on=["case_id", "layer"], suffixes=("_main", "")).dropna()
+        x, y = joined[f"{effect}_main"], joined[effect]
+        varied = len(joined) >= 3 and x.nunique() > 1 and y.nunique() > 1
+        peaks = _peaks(frame, effect)
+        both = _peaks(main, effect).to_frame("main").join(peaks.to_frame("this"), how="inner")
+        rows.append({"localization": loc, "n": len(joined),
+                     "pearson": float(scipy_stats.pearsonr(x, y)[0]) if varied else np.nan,
+                     "spearman": float(scipy_stats.spearmanr(x, y)[0]) if varied else np.nan,
+                     "peak_agreement": float((both.main == both.this).mean()) if len(both) else np.nan,
+                     "mean_peak_layer": float(peaks.mean()) if len(peaks) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _peaks(effects: pd.DataFrame, effect: str) -> pd.Series:
+    """The layer of each case's largest effect."""
+    rows = effects.dropna(subset=[effect])
+    return rows.loc[rows.groupby("case_id")[effect].idxmax()].set_index("case_id").layer
+
+
+def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite") -> list[str]:
+    """The summary's "Localizations" section: one table (R² layer / tracing / both / added per method
+    × problem, a column per localization), the agreement, and a sentence per localization."""
+    locs = list(dict.fromkeys(compared.localization))
+    labels = {loc: Localization.parse(loc).label for loc in locs}
+    rows = compared[compared.metric == metric]
+    lines = ["## Localizations — does the finding depend on how tracing is measured?", "",
+             f"{metric.capitalize()} score; each cell: R² of layer / tracing / both / added by tracing. The first "
+             "column is the main analysis's localization.", "",
+             "| problem | method | " + " | ".join(labels[loc] for loc in locs) + " |",
+             "|---|---|" + "---|" * len(locs)]
+    for problem in PROBLEMS:
+        for method in METHODS:
+            cells = []
+            for loc in locs:
+                row = rows[(rows.localization == loc) & (rows.method == method) & (rows.problem == problem)]
+                cells.append("—" if row.empty else " / ".join(f"{row.iloc[0][k]:.3f}".replace("0.", ".", 1)
+                                                             for k in ("r2_layer", "r2_trace", "r2_both", "r2_added")))
+            if any(c != "—" for c in cells):
+                lines.append(f"| {PROBLEMS[problem].label} | {METHODS[method].label} | " + " | ".join(cells) + " |")
+    lines += ["", "Agreement of the per-(case, layer) effects with the first column's (effect-window MLP traces):", "",
+              "| localization | (case, layer) pairs | Pearson | Spearman | same peak layer | mean peak layer |",
+              "|---|---|---|---|---|---|"]
+    for row in agreed.itertuples():
+        lines.append(f"| {labels[row.localization]} | {row.n} | {row.pearson:.3f} | {row.spearman:.3f} | "
+                     f"{row.peak_agreement:.0%} | {row.mean_peak_layer:.1f} |")
+    lines.append("")
+    main_holds, _ = finding(compared[compared.localization == locs[0]])
+    for loc in locs:
+        holds, sentence = finding(compared[compared.localization == loc])
+        if loc == locs[0]:
+            lines += [f"**{labels[loc]}** (main analysis): {sentence}", ""]
+        else:
+            change = "the verdict is the same as" if holds == main_holds else "**the verdict changes** from"
+            lines += [f"**{labels[loc]}** — {change} the main analysis's: {sentence}", ""]
+    return lines

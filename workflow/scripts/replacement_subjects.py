@@ -1,0 +1,27 @@
+"""Rule replacement_subjects: each case's partner for symmetric token replacement (tracing.corruption
+str), chosen deterministically from the CounterFact records; cases without one are listed with why."""
+import logging
+
+import pandas as pd
+from transformers import AutoTokenizer
+
+from locedit.corruption import replacements
+from locedit.data import cases_frame, load_counterfact, record_problems
+from locedit.io import write_parquet
+from locedit.jobs import job
+from locedit.models import resolve_source
+
+with job(snakemake):
+    records = load_counterfact(snakemake.params.counterfact)
+    usable = [r for r in records if isinstance(r, dict) and not record_problems(r)]
+    if len(usable) < len(records):
+        logging.info("%d of %d CounterFact records fail validation and are not partners", len(records) - len(usable),
+                     len(records))
+    pool = cases_frame(usable)
+    tok = AutoTokenizer.from_pretrained(resolve_source(snakemake.input.model))
+    table = replacements(tok, pd.read_parquet(snakemake.input.cases), pool, seed=snakemake.params.seed)
+    for row in table[table.partner_case_id.isna()].itertuples():
+        logging.warning("case_id %d has no str partner: %s", row.case_id, row.reason)
+    logging.info("%d of %d cases have a partner", int(table.partner_case_id.notna().sum()), len(table))
+    write_parquet(table, snakemake.output[0], {"run": snakemake.params.run, "seed": snakemake.params.seed,
+                                               "pool": snakemake.params.counterfact})
