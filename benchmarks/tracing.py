@@ -1,11 +1,17 @@
-"""Plain vs batched causal tracing on real CounterFact cases, side by side in one run.
+"""Causal tracing four ways, and attribution patching, side by side in one run on real cases.
 
-    .venv/bin/python benchmarks/tracing.py [--cases 5] [--kind mlp] [--window 10] [--dtype float32]
+    .venv/bin/python benchmarks/tracing.py [--cases 5] [--kind mlp] [--window 10] [--threads 2]
 
-Prints, for the first N correctly completed cases of the bundled CounterFact subset on the
-embedded model, the wall time of the plain algorithm (one forward pass per (token, layer), full
-logits, as in the paper's code) and of ``locedit.tracing.trace``, their ratio, and the max |Δ| of
-the restored probabilities.
+For the first N correctly completed cases of the bundled CounterFact subset on the embedded
+model, per case and in this order: **plain** (the paper's code: one full forward pass per
+(token, layer), full logits), **batched** (``trace(..., reuse_prefix=False)``: restorations
+sharing a start layer in one pass from the cached corrupted state, the engine before 2026-11-29),
+**cached** (``trace``: also positions before the restored token from the corrupted run's
+key/value cache), **mixed** (cached, on a bfloat16 copy of the model, logits float32) and
+**attribution** (``attribution_trace``: one forward and one backward pass). Prints wall times,
+ratios against plain, max |Δ| of the restored probabilities and of the per-(case, layer) effect
+against plain, and attribution's agreement with exact tracing (Pearson / Spearman over (case,
+layer) effects, share of cases with the same peak layer).
 """
 
 from __future__ import annotations
@@ -18,16 +24,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from plain_tracing import plain_trace  # noqa: E402
 
+from locedit.attribution import attribution_trace  # noqa: E402
 from locedit.correctness import check_correctness  # noqa: E402
+from locedit.corruption import GaussianNoise  # noqa: E402
 from locedit.data import cases_frame, load_counterfact, select_cases  # noqa: E402
 from locedit.models import load_model, prepare_model  # noqa: E402
-from locedit.tracing import trace  # noqa: E402
+from locedit.precision import bfloat16_copy  # noqa: E402
+from locedit.tracing import TraceResult, trace, tracing_effects  # noqa: E402
+
+
+def effects_of(result: TraceResult, case_id: int) -> pd.Series:
+    return tracing_effects(result.to_frame(case_id)).set_index(["case_id", "layer"]).max_fraction_restored
 
 
 def main() -> None:
@@ -38,35 +52,65 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--noise", type=float, default=3.09, help="σ (3σ rule value for Gemma 3 270M)")
-    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     folder = prepare_model(args.model, REPO / "resources" / "models" / args.model)
-    model, tok = load_model(folder, args.dtype, "auto")
+    model, tok = load_model(folder, "float32", "auto")
+    twin = bfloat16_copy(model)
     pool = cases_frame(select_cases(load_counterfact("bundled"), n_cases=60))
     correct = check_correctness(model, tok, pool, max_new_tokens=36)
     cases = pool[correct.is_correct.to_numpy()].head(args.cases)
+    corruption = GaussianNoise(args.noise, samples=args.samples)
+    opts = dict(kind=args.kind, window=args.window)
 
-    rows = []
+    rows, effects = [], {name: [] for name in ("plain", "cached", "mixed", "attribution")}
     for case in cases.itertuples():
-        call = (model, tok, case.prompt, case.subject, case.target_true)
-        opts = dict(kind=args.kind, window=args.window, samples=args.samples, noise=args.noise)
+        call = (case.prompt, case.subject, case.target_true)
+        times, results = {}, {}
         start = time.perf_counter()
-        plain, _, _ = plain_trace(*call, **opts)
-        mid = time.perf_counter()
-        fast = trace(*call, **opts)
-        end = time.perf_counter()
-        rows.append({"case_id": case.case_id, "tokens": len(fast.tokens), "traced": len(fast.tokens) - fast.first_traced,
-                     "plain_s": mid - start, "batched_s": end - mid, "max_abs_diff": float(np.abs(plain - fast.scores).max())})
+        plain, low, clean = plain_trace(model, tok, *call, samples=args.samples, noise=args.noise, **opts)
+        times["plain"] = time.perf_counter() - start
+        runs = {"batched": (model, dict(reuse_prefix=False)), "cached": (model, {}), "mixed": (twin, {})}
+        for name, (net, extra) in runs.items():
+            start = time.perf_counter()
+            results[name] = trace(net, tok, *call, corruption, **opts, **extra)
+            times[name] = time.perf_counter() - start
+        start = time.perf_counter()
+        results["attribution"] = attribution_trace(model, tok, *call, corruption, **opts)
+        times["attribution"] = time.perf_counter() - start
+        oracle = TraceResult(plain, low, clean, results["cached"].tokens, results["cached"].subject_range,
+                             results["cached"].first_traced, args.kind, args.window)
+        effects["plain"].append(effects_of(oracle, case.case_id))
+        for name in ("cached", "mixed", "attribution"):
+            effects[name].append(effects_of(results[name], case.case_id))
+        row = {"case_id": case.case_id, "tokens": len(oracle.tokens), "traced": len(oracle.tokens) - oracle.first_traced}
+        row.update({f"{name}_s": t for name, t in times.items()})
+        for name in ("batched", "cached", "mixed"):
+            row[f"{name}_max_dp"] = float(np.abs(results[name].scores - plain).max())
+        rows.append(row)
+        print(pd.DataFrame([row]).to_string(index=False, float_format=lambda x: f"{x:.3g}"), flush=True)
+
     table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-    device = next(model.parameters()).device
-    print(f"\n{args.model} {args.dtype} on {device} ({args.threads} threads), kind={args.kind} window={args.window}, "
-          f"samples={args.samples}, {len(table)} cases")
-    print(f"plain {table.plain_s.sum():.1f} s, batched {table.batched_s.sum():.1f} s, "
-          f"ratio {table.plain_s.sum() / table.batched_s.sum():.2f}x, max |Δ| {table.max_abs_diff.max():.2e}")
+    print("\n" + table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print(f"\n{args.model} on {next(model.parameters()).device} ({args.threads} threads), kind={args.kind} "
+          f"window={args.window}, samples={args.samples}, {len(table)} cases")
+    plain_s = table.plain_s.sum()
+    base = pd.concat(effects["plain"])
+    for name in ("batched", "cached", "mixed", "attribution"):
+        line = f"{name:12s} {table[f'{name}_s'].sum():7.1f} s  {plain_s / table[f'{name}_s'].sum():6.2f}x plain"
+        if f"{name}_max_dp" in table:
+            line += f"  max |ΔP| {table[f'{name}_max_dp'].max():.2e}"
+        if name in effects:
+            other = pd.concat(effects[name]).reindex(base.index)
+            line += f"  max |Δ effect| {np.abs(other - base).max():.2e}"
+        print(line)
+    exact, approx = pd.concat(effects["cached"]), pd.concat(effects["attribution"]).reindex(pd.concat(effects["cached"]).index)
+    peaks = lambda s: s.groupby(level="case_id").idxmax().map(lambda k: k[1])  # noqa: E731
+    print(f"attribution vs exact effects over {len(exact)} (case, layer) pairs: Pearson "
+          f"{stats.pearsonr(exact, approx)[0]:.3f}, Spearman {stats.spearmanr(exact, approx)[0]:.3f}, "
+          f"same peak layer in {(peaks(exact) == peaks(approx)).mean():.0%} of cases")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ rule trace:
             "cases",
             "min_clean_prob",
             "max_rows",
+            "mixed_precision",
         ),
         localization=localization_params,
         model=model_params(),

@@ -3,6 +3,7 @@ kind, window), resumable per case."""
 import logging
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from locedit.attribution import attribution_trace
@@ -27,13 +28,15 @@ with job(snakemake):
         table = pd.read_parquet(snakemake.input.partners).set_index("case_id")
         partners = table.to_dict("index")
     settings = {"kind": kind, "window": window, "sigma": sigma, "samples": opts["samples"], "seed": opts["seed"],
-                "all_tokens": opts["all_tokens"], **loc, "model": snakemake.params.model["name"],
+                "all_tokens": opts["all_tokens"], "mixed_precision": opts.get("mixed_precision", False), **loc, "model": snakemake.params.model["name"],
                 "dtype": snakemake.params.model.get("dtype", "float32")}
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     todo = set(checkpoint.todo(cases.case_id.tolist()))
     logging.info("%d cases to trace (%s), %d already in the checkpoint", len(todo),
                  "-".join(loc.values()), len(cases) - len(todo))
     model, tok = job_model(snakemake.input.model, snakemake.params.model) if todo else (None, None)
+    if todo and opts.get("mixed_precision"):  # this job only: matmuls in bfloat16, logits float32
+        model = model.to(torch.bfloat16)
     run = attribution_trace if loc["method"] == "attribution" else trace
     for case in tqdm(cases[cases.case_id.isin(todo)].itertuples(), total=len(todo), desc=f"trace {kind} w{window}",
                      unit="case", mininterval=10):
