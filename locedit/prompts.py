@@ -112,10 +112,17 @@ def logits_at(model: nn.Module, batch: dict[str, torch.Tensor], rows: torch.Tens
     return unembed(model, hidden[rows, positions])
 
 
-def unembed(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+def unembed(model: nn.Module, hidden: torch.Tensor, token_ids: list[int] | None = None) -> torch.Tensor:
     """Float32 logits of final hidden states ``[n, d]`` (after the final norm), softcapped where the
-    family caps them (Gemma)."""
-    logits = model.get_output_embeddings()(hidden.contiguous()).float()
+    family caps them (Gemma); only the columns of ``token_ids`` when given (a 2-row matmul instead
+    of the whole vocabulary's)."""
+    head = model.get_output_embeddings()
+    if token_ids is None:
+        logits = head(hidden.contiguous()).float()
+    else:
+        ids = torch.tensor(token_ids, device=hidden.device)
+        bias = head.bias[ids] if getattr(head, "bias", None) is not None else None
+        logits = torch.nn.functional.linear(hidden.contiguous(), head.weight[ids], bias).float()
     cap = getattr(model.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

@@ -61,10 +61,21 @@ class Measure:
     def of_hidden(self, model: nn.Module, hidden: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Per-row values from final hidden states ``[rows, T - offset, d]`` of a pass whose first
         position is ``offset`` (a pass that reuses a cached prefix)."""
-        positions = [p - offset for p in self.positions]
-        rows = hidden.shape[0]
-        logits = unembed(model, hidden[:, positions].reshape(rows * len(positions), -1))
-        return self.from_logits(logits.view(rows, len(positions), -1))
+        return self.of_read(model, self.read(hidden, offset))
+
+    def read(self, hidden: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """The final hidden states the metric reads, ``[rows, len(positions), d]``: keep these from
+        many passes and unembed them together (:meth:`of_read`), the vocabulary's matmul once."""
+        return hidden[:, [p - offset for p in self.positions]]
+
+    def of_read(self, model: nn.Module, read: torch.Tensor) -> torch.Tensor:
+        """Per-row values from :meth:`read` states; ``logit_diff`` unembeds its two tokens only."""
+        rows, k, d = read.shape
+        tokens = None if self.metric == "prob" else [self.target_ids[0], self.contrast_id]
+        logits = unembed(model, read.reshape(rows * k, d), tokens).view(rows, k, -1)
+        if tokens is not None:
+            return logits[:, 0, 0] - logits[:, 0, 1]
+        return self.from_logits(logits)
 
     @classmethod
     def contrasted(cls, metric: str, encoded: Encoded, corrupted_logits: torch.Tensor) -> "Measure":

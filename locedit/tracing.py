@@ -177,17 +177,24 @@ def trace(
         for layer in range(n_layers):
             passes[(t if reuse_prefix else 0, layer_window(layer, window, n_layers).start)].append((t, layer))
 
-    per_pass = max(1, max_rows // runs.corrupted.rows)
+    samples = runs.corrupted.rows
+    per_pass = max(1, max_rows // samples)
     prefixes: dict[int, object] = {}
+    done: list[tuple[int, int]] = []
+    reads: list[torch.Tensor] = []
     for (from_token, start), configs in sorted(passes.items()):
         if from_token and from_token not in prefixes:
             prefixes = {from_token: _corrupted_prefix(model, arch, runs.corrupted, from_token)}
         for i in range(0, len(configs), per_pass):
             chunk = configs[i : i + per_pass]
-            values = _restore(model, arch, runs, chunk, start, kind, window, n_layers,
-                              from_token, prefixes.get(from_token))
-            for (t, layer), v in zip(chunk, values):
-                scores[t, layer] = v
+            reads.append(_restore(model, arch, runs, chunk, start, kind, window, n_layers,
+                                  from_token, prefixes.get(from_token)))
+            done.extend(chunk)
+    # the unembedding (Gemma: 262k × 640) once per max_rows rows, not once per pass
+    read = torch.cat(reads)
+    values = torch.cat([runs.measure.of_read(model, read[i : i + max_rows]) for i in range(0, len(read), max_rows)])
+    for (t, layer), v in zip(done, values.view(len(done), samples).mean(dim=1).tolist()):
+        scores[t, layer] = v
     return TraceResult(
         scores=scores,
         low=runs.low,
@@ -242,12 +249,13 @@ def _corrupted_prefix(model, arch, corrupted: Corrupted, length: int):
     edit = corrupted.embedding_edit(1, 0, length)
     with edit_outputs(model, {arch.embedding: edit} if edit else {}):
         out = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-    return out.past_key_values
+    return out.cache
 
 
-def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, from_token=0, prefix=None) -> list[float]:
+def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, from_token=0, prefix=None) -> torch.Tensor:
     """One forward pass restoring each (token, layer) config in ``configs`` on its own corrupted rows,
-    from layer ``start`` up and, with a ``prefix`` cache, from position ``from_token`` on."""
+    from layer ``start`` up and, with a ``prefix`` cache, from position ``from_token`` on; returns
+    the final hidden states the metric reads (``Measure.read``), configs × rows."""
     samples = runs.corrupted.rows
     copies = len(configs)
     n_rows = copies * samples
@@ -289,8 +297,7 @@ def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, f
     layers = model.get_submodule(arch.layers)
     with start_at_layer(layers, start, hidden_in, runs.layer_returns_tuple), edit_outputs(model, edits):
         hidden = model.base_model(**batch).last_hidden_state
-    values = runs.measure.of_hidden(model, hidden, offset=from_token)
-    return values.view(copies, samples).mean(dim=1).tolist()
+    return runs.measure.read(hidden, offset=from_token)
 
 
 def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
