@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -62,6 +63,17 @@ def test_smoke_workflow_produces_every_table(smoke_run):
         assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     noise = (results / "noise.json").read_text()
     assert '"rule": "s3"' in noise
+    # the localization variants of configs/smoke.yaml: token replacement + logit difference, attribution
+    partners = pd.read_parquet(results / "tracing" / "str_partners.parquet")
+    assert list(partners.case_id) == [13, 18, 37] and partners.partner_case_id.notna().all()
+    str_table = pd.read_parquet(results / "tracing" / "exact-str-logit_diff" / "mlp_w5.parquet")
+    assert set(str_table.case_id) == traced and (str_table.metric == "logit_diff").all()
+    assert (str_table.corruption == "str").all() and str_table.contrast_token.notna().all()
+    assert set(str_table.partner_case_id) <= set(partners.partner_case_id)
+    attribution = pd.read_parquet(results / "tracing" / "attribution-gaussian-prob" / "mlp_w5.parquet")
+    assert set(attribution.case_id) == traced and (attribution.method == "attribution").all()
+    main = pd.read_parquet(results / "tracing" / "mlp_w5.parquet")
+    np.testing.assert_allclose(attribution.groupby("case_id").low.first(), main.groupby("case_id").low.first(), rtol=1e-5)
 
 
 @pytest.mark.workflow
@@ -98,8 +110,15 @@ def test_smoke_workflow_analysis_and_report(smoke_run):
     assert "## Table 3 — rewrite score" in summary and "| Error Injection |" in summary
     assert ".947/.016/.948/.001" in summary  # the paper's cell beside ours
     assert "locedit: ROME error injection, rewrite score: R² layer" in done.stdout + done.stderr
+    assert "## Localizations — does the finding depend on how tracing is measured?" in summary
+    localizations = pd.read_csv(results / "analysis" / "localizations.csv")
+    assert list(dict.fromkeys(localizations.localization)) == [
+        "exact-gaussian-prob", "exact-str-logit_diff", "attribution-gaussian-prob"]
+    agreement = pd.read_csv(results / "analysis" / "localization_agreement.csv")
+    assert agreement.pearson.iloc[0] == pytest.approx(1.0) and agreement.n.gt(0).all()
     figures = sorted((results / "analysis" / "figures").glob("*.png"))
     assert len(figures) == 9
+    assert len(list((results / "analysis" / "figures" / "localizations").glob("*.png"))) == 6
     for png in figures:
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png.name
@@ -121,7 +140,9 @@ def test_analysis_rebuilt_from_a_results_folder_equals_the_run(smoke_run, tmp_pa
         assert done.returncode == 0, done.stderr[-3000:]
     assert (folder / "r2.csv").read_text() == (results / "analysis" / "r2.csv").read_text()
     assert (folder / "summary.md").read_text() == (results / "analysis" / "summary.md").read_text()
+    assert (folder / "localizations.csv").read_text() == (results / "analysis" / "localizations.csv").read_text()
     assert len(list((folder / "figures").glob("*.png"))) == 9
+    assert len(list((folder / "figures" / "localizations").glob("*.png"))) == 6
     r2 = pd.read_csv(folder / "r2.csv")
     assert r2.r2_layer_lo.le(r2.r2_layer_hi).all() and set(r2.verdict) <= {"saturated", "too few cases"}  # 2 cases
 
@@ -159,7 +180,11 @@ MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context
     # a new window: its traces and heatmaps, and Fig. 10 (which plots every MLP window); window 5 stays
     ("tracing: {windows: [5, 3]}", {"trace": 3, "trace_heatmaps": 3, "figures": 1, "all": 1}),
     # one method's hyperparameter: that method's edit jobs and the tables built from all of them
-    ("editing: {hparams: {rome: {v_steps: 4}}}", {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "all": 1}),
+    ("editing: {hparams: {rome: {v_steps: 4}}}",
+     {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "localization_figures": 1, "all": 1}),
+    # one more localization: its trace and the analysis that compares localizations
+    ("analysis: {effects: [exact-str-logit_diff, attribution-gaussian-prob, exact-gaussian-logit_diff]}",
+     {"trace_localization": 1, "regressions": 1, "localization_figures": 1, "all": 1}),
 ])
 def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override, expected, tmp_path):
     results, _ = smoke_run
@@ -186,7 +211,8 @@ TIMING = ["edit_s", "eval_s"]
 
 def tables(results: Path) -> dict[str, pd.DataFrame]:
     """Every tracing and editing table of a run, without wall-time columns."""
-    paths = sorted(results.glob("tracing/*.parquet")) + sorted(results.glob("editing/**/*.parquet"))
+    paths = sorted(results.glob("tracing/*.parquet")) + sorted(results.glob("tracing/*/*.parquet"))
+    paths += sorted(results.glob("editing/**/*.parquet"))
     paths.append(results / "scores.parquet")
     return {str(p.relative_to(results)): pd.read_parquet(p).drop(columns=TIMING, errors="ignore") for p in paths}
 

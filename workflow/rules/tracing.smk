@@ -32,7 +32,7 @@ rule trace:
         localization=localization_params,
         model=model_params(),
         run=config["run"],
-        partial=lambda wc: f"{RUN}/.partial/trace_{wc.get('loc', 'exact-gaussian-prob')}_{wc.kind}_w{wc.window}",
+        partial=lambda wc: f"{RUN}/.partial/trace_{wc.loc + '_' if 'loc' in wc.keys() else ''}{wc.kind}_w{wc.window}",
     script:
         "../scripts/trace.py"
 
