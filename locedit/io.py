@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import provenance as job_provenance
 
 
 def _tmp_for(path: Path) -> Path:
@@ -21,14 +25,20 @@ def _tmp_for(path: Path) -> Path:
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
-    """Write ``df`` atomically; each ``provenance`` item becomes a constant column."""
+    """Write ``df`` atomically; each ``provenance`` item becomes a constant column, and inside a
+    workflow job the job's full provenance goes into the file's metadata (:mod:`locedit.provenance`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df = df.copy()
     for key, value in (provenance or {}).items():
         df[key] = value
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    record = job_provenance.current()
+    if record is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               job_provenance.KEY: json.dumps(record, sort_keys=True).encode()})
     tmp = _tmp_for(path)
-    df.to_parquet(tmp, index=False)
+    pq.write_table(table, tmp)
     tmp.replace(path)
     return path
 

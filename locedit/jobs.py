@@ -1,5 +1,6 @@
 """What every workflow script does around its real work: log to the rule's log file, set threads,
-load the model its rule's params name.
+load the model its rule's params name, and stamp every table it writes with what made it
+(:mod:`locedit.provenance`).
 
 A script under ``workflow/scripts/`` reads only ``snakemake.params`` / ``input`` (so a setting
 it reads is a param, and changing it reruns the job)::
@@ -22,6 +23,7 @@ from typing import Any, Iterator
 
 import torch
 
+from . import provenance
 from .models import load_model
 
 log = logging.getLogger("locedit")
@@ -38,6 +40,7 @@ def job(smk: Any) -> Iterator[None]:
     threads = (getattr(smk.params, "model", None) or {}).get("threads") or smk.threads
     torch.set_num_threads(max(1, int(threads)))
     start = time.time()
+    token = provenance.start(provenance.job_record(smk))  # every table the job writes carries it
     try:
         yield
         log.info("done in %.1f s", time.time() - start)
@@ -45,6 +48,7 @@ def job(smk: Any) -> Iterator[None]:
         traceback.print_exc(file=stream)
         raise
     finally:
+        provenance.stop(token)
         sys.stdout, sys.stderr = old_out, old_err
         if log_path:
             stream.close()
@@ -54,6 +58,7 @@ def job_model(model_dir: str, m: dict[str, Any]):
     """The model and tokenizer from ``model_dir`` with the rule's model params (name, dtype, device)."""
     start = time.time()
     model, tok = load_model(model_dir, m.get("dtype", "float32"), m.get("device", "auto"))
+    provenance.note("model", provenance.model_record(model, m["name"], m.get("dtype", "float32")))
     log.info("loaded %s (%s, %s) in %.1f s", m["name"], m.get("dtype"), next(model.parameters()).device,
              time.time() - start)
     return model, tok

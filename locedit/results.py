@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import provenance
 from .analysis import METRICS, bootstrap_r2, concentrated_cases, interval_verdict, layer_correlation, regressions
 from .editing import METHODS
-from .io import write_parquet
 from .localization import PAPER, Localization, configured
 from .localization_analysis import agreement, compare, section, with_effects
 from .models import planned_num_layers
@@ -113,18 +114,18 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
     run_dir = Path(run_dir)
     group = Path(folder) / "groups" / run_dir.name
     group.mkdir(parents=True, exist_ok=True)
-    write_parquet(pd.read_parquet(run_dir / "scores.parquet"), group / "scores.parquet")
+    shutil.copyfile(run_dir / "scores.parquet", group / "scores.parquet")  # with its provenance metadata
     config: dict = {}
     for path in config_files:
         config = _merged(config, yaml.safe_load(Path(path).read_text()))
     main, *others = configured(config)
     windows = []
     for table in sorted(Path(main.table(str(run_dir), "mlp", 0)).parent.glob("mlp_w*.parquet")):
-        write_parquet(pd.read_parquet(table), group / f"tracing_{table.name}")
+        shutil.copyfile(table, group / f"tracing_{table.name}")
         windows.append(int(table.stem.removeprefix("mlp_w")))
     window = config["editing"]["effect_window"]
     for loc in others:
-        write_parquet(pd.read_parquet(loc.table(str(run_dir), "mlp", window)), group / f"tracing_{loc.id}_mlp_w{window}.parquet")
+        shutil.copyfile(loc.table(str(run_dir), "mlp", window), group / f"tracing_{loc.id}_mlp_w{window}.parquet")
     stages = {}
     for tsv in sorted((run_dir / "benchmarks").glob("*.tsv")):
         stages[tsv.stem] = round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
@@ -182,6 +183,8 @@ def analyse(folder: Path, n_boot: int = 1000) -> None:
     info = {"run": " + ".join(r["run"] for r in runs), "model": model, "window": effect_window}
     localized = _localization_tables(folder, runs, tables[effect_window], effect_window)
     compared, agreed, section = localization_tables(scores, localized, model, effect)
+    section = section + provenance.describe([provenance.read(folder / "groups" / r["run"] / "scores.parquet")
+                                             for r in runs])
     r2, concentrated, summary = regression_tables(scores, tables[effect_window], model, effect, correlation_layer,
                                                   info, n_boot, section)
     r2.to_csv(folder / "r2.csv", index=False, float_format="%.6g")

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from locedit import provenance
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
@@ -111,6 +113,10 @@ def test_smoke_workflow_analysis_and_report(smoke_run):
     assert ".947/.016/.948/.001" in summary  # the paper's cell beside ours
     assert "locedit: ROME error injection, rewrite score: R² layer" in done.stdout + done.stderr
     assert "## Localizations — does the finding depend on how tracing is measured?" in summary
+    assert "## Provenance" in summary and "model gemma-3-270m (gemma3_text, PyPI gemma3-270m" in summary
+    made = provenance.read(results / "scores.parquet")
+    assert len(made["edits"]) == 20 and made["tracing"]["model"]["dtype"] == "float32"
+    assert made["edits"]["rome/error_injection"]["editing"]["hparams"]["rome"]["v_steps"] == 3
     localizations = pd.read_csv(results / "analysis" / "localizations.csv")
     assert list(dict.fromkeys(localizations.localization)) == [
         "exact-gaussian-prob", "exact-str-logit_diff", "attribution-gaussian-prob"]

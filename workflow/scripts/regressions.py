@@ -4,6 +4,7 @@ localization with their agreement, and summary.md with the paper's tables beside
 (locedit.results.regression_tables / localization_tables, also used to rebuild from a results folder)."""
 import pandas as pd
 
+from locedit import provenance
 from locedit.jobs import job
 from locedit.results import localization_tables, regression_tables
 from locedit.summary import headline
@@ -14,6 +15,7 @@ with job(snakemake):
     scores = pd.read_parquet(snakemake.input.scores)
     tables = {loc: pd.read_parquet(p) for loc, p in zip(params.localizations, snakemake.input.effects)}
     compared, agreed, section = localization_tables(scores, tables, model, params.effect)
+    section = section + provenance.describe([provenance.read(snakemake.input.scores)])
     info = {"run": params.run, "model": model, "window": params.effect_window}
     r2, concentrated, summary = regression_tables(scores, pd.read_parquet(snakemake.input.trace), model, params.effect,
                                                   params.correlation_layer, info, params.bootstrap, section)

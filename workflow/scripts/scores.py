@@ -3,6 +3,7 @@ import logging
 
 import pandas as pd
 
+from locedit import provenance
 from locedit.io import write_parquet
 from locedit.jobs import job
 from locedit.metrics import edit_scores, prompt_scores
@@ -17,6 +18,15 @@ with job(snakemake):
     scores = edit_scores(prompts, first_prompt_only=opts["first_prompt_only"])
     timing = post.groupby(["method", "problem", "case_id", "layer"])[["edit_s", "eval_s"]].first().reset_index()
     scores = scores.merge(timing, on=["method", "problem", "case_id", "layer"], validate="1:1")
+    # what the tables were made with, kept in scores.parquet's metadata for the summary
+    edits = {}
+    for path in snakemake.input.post:
+        record = provenance.read(path)
+        if record:
+            key = f"{record['wildcards']['method']}/{record['wildcards']['problem']}"
+            edits[key] = {"editing": record["params"].get("editing"), "code": record.get("code")}
+    provenance.note("edits", edits)
+    provenance.note("tracing", provenance.read(snakemake.input.trace))
     effects = tracing_effects(pd.read_parquet(snakemake.input.trace))
     joined = scores.merge(effects, on=["case_id", "layer"], how="left", validate="m:1")
     missing = joined[joined.max_fraction_restored.isna()][["case_id", "layer"]].drop_duplicates()
