@@ -130,7 +130,7 @@ def edit_and_evaluate(model, tok, method: str, reqs: list, window: list[int], hp
     """
     start = time.perf_counter()
     with bfloat16_optimisation(model, enabled=mixed_precision):
-        updates = METHODS[method].edit_cases(model, tok, reqs, window, hparams, stats, templates)
+        updates = METHODS[method].edit_cases(model, tok, reqs, window, hparams, stats, templates, seed)
     edit_s = time.perf_counter() - start
     tables = evaluate_cases(model, tok, reqs, updates, seed, lower=lower)
     return tables, edit_s, time.perf_counter() - start - edit_s

@@ -252,3 +252,27 @@ def test_evaluation_reads_each_probability_as_a_plain_pass_does(setup, target, b
     for column, text in (("p_target", target), ("p_baseline", baseline)):
         plain = target_log_probs(model, tok, prompts, [text] * len(prompts), batch_size=1).exp().numpy()
         assert np.allclose(table[column].to_numpy(), plain, rtol=1e-5, atol=1e-9), column
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_editing_seed_draws_the_noise_of_a_noised_edit(setup, method):
+    """``editing.seed`` reaches the subject noise drawn during an edit (fact forcing): another seed
+    gives another edit, the same seed the same one, on the plain path as in a batch."""
+    model, tok, stats = setup
+    req = replace(REQUESTS[0], noise=0.5)
+    templates = TEMPLATES.get(METHODS[method].templates)
+    layers = [1, 2] if method in ("memit", "ft5") else [2]
+
+    def delta(seed: int, plain: bool = False) -> torch.Tensor:
+        spec = METHODS[method]
+        if plain:
+            deltas = spec.edit(model, tok, req, layers, HPARAMS[method], stats, templates, seed)
+        else:
+            deltas = case_deltas(model, spec.edit_cases(model, tok, [req], layers, HPARAMS[method], stats, templates,
+                                                        seed), 0)
+        return torch.cat([d.flatten() for d in deltas.values()])
+
+    first, again, other = delta(1), delta(1), delta(7)
+    assert torch.equal(first, again)
+    assert not close(other, first, rel=1e-3)
+    assert close(delta(7, plain=True), other, rel=DELTA_RTOL)

@@ -39,7 +39,7 @@ PATIENCE = 5
 
 
 def finetune(model: nn.Module, tok, request: EditRequest, layers: list[int], hparams: dict, stats=None,
-             templates=None) -> Deltas:
+             templates=None, seed: int = 1) -> Deltas:
     hp = {**FT_DEFAULTS, **hparams}
     arch = architecture_of(model)
     device = next(model.parameters()).device
@@ -48,7 +48,7 @@ def finetune(model: nn.Module, tok, request: EditRequest, layers: list[int], hpa
     rows = prompt_batch(tok, [request.prompt] * rows_per_step, request.subject, request.target, device)
     noise = {}
     if request.noise is not None:
-        noise[arch.embedding] = row_noise_hook(rows.subject_ranges, request.noise, rng=np.random.RandomState(1))
+        noise[arch.embedding] = row_noise_hook(rows.subject_ranges, request.noise, rng=np.random.RandomState(seed))
     cached = layer_input(model, arch.layers, rows.batch, min(layers)) if hp["upper_only"] and not noise else None
 
     params = [model.get_parameter(n) for n in names]
@@ -95,7 +95,7 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     rows_per_step = hp["noise_samples"] if noise is not None else 1
     rows = case_rows(tok, requests, [[r.prompt] * rows_per_step for r in requests],
                      [r.target for r in requests], device)
-    generators = case_generators(rows.case, 1)
+    generators = case_generators(rows.case, seed)
     cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and noise is None else None
 
     updates: CaseUpdates = {}

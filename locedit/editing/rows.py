@@ -92,12 +92,12 @@ def case_generators(case: torch.Tensor, seed: int) -> list[np.random.RandomState
 
 @torch.no_grad()
 def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (), outputs_of: list[str] = (),
-                      noise: float | None = None, updates: CaseUpdates | None = None) -> dict:
+                      noise: float | None = None, updates: CaseUpdates | None = None, seed: int = 1) -> dict:
     """Inputs / outputs of modules at each row's last subject token, ``{(name, "in"|"out"): [rows, d]}``.
 
     With ``noise`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
     own subject tokens (copies of the batch one after another, each case drawing from its own
-    ``RandomState(1)``, so a case draws the same noise whatever shares its batch).
+    ``RandomState(seed)``, so a case draws the same noise whatever shares its batch).
     ``updates`` (per-case, per-row) are in place during the pass.
     """
     copies = 1 if noise is None else NOISED_STATE_SAMPLES
@@ -107,7 +107,7 @@ def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (
     edits = {}
     if noise is not None:
         edits[architecture_of(model).embedding] = row_noise_hook(rows.rows.subject_ranges * copies, noise,
-                                                                 rng=case_generators(row_case, 1))
+                                                                 rng=case_generators(row_case, seed))
     with rows_updated(model, updates or {}, row_case), capture_inputs(model, list(inputs_of)) as seen_in, \
             capture_outputs(model, list(outputs_of)) as seen_out, edit_outputs(model, edits):
         model.base_model(**batch, use_cache=False)
