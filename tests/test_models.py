@@ -78,3 +78,21 @@ def test_unknown_family_names_the_supported_ones():
 def test_model_slug():
     assert model_slug("EleutherAI/gpt-j-6B") == "EleutherAI--gpt-j-6B"
     assert model_slug("gemma-3-270m") == "gemma-3-270m"
+
+
+def test_an_embedded_model_converted_once_per_user_is_linked_not_converted_again(tmp_path, monkeypatch):
+    """A second checkout (or CI run) finds the conversion in the user cache: prepare_model links its
+    files into the checkout's folder and never opens the GGUF file."""
+    from locedit import models
+
+    monkeypatch.setenv("LOCEDIT_CACHE", str(tmp_path / "cache"))
+    cached = models.converted_folder(models.EMBEDDED_MODELS["gemma-3-270m"])
+    assert cached.parent == tmp_path / "cache" / "models" and "1.0.0" in cached.name
+    cached.mkdir(parents=True)
+    (cached / "model.safetensors").write_bytes(b"weights")
+    (cached / "config.json").write_text("{}")
+    monkeypatch.setattr(models, "_write_hf_folder", lambda *a, **k: pytest.fail("converted again"))
+    out = models.prepare_model("gemma-3-270m", tmp_path / "checkout" / "resources" / "models" / "gemma-3-270m")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"weights"
+    assert (out / "model.safetensors").stat().st_ino == (cached / "model.safetensors").stat().st_ino  # a hard link
