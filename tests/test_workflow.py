@@ -188,9 +188,10 @@ MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context
     # one method's hyperparameter: that method's edit jobs and the tables built from all of them
     ("editing: {hparams: {rome: {v_steps: 4}}}",
      {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "localization_figures": 1, "all": 1}),
-    # one more localization: its trace and the analysis that compares localizations
+    # one more localization: its trace and the analysis that compares localizations (figures read
+    # r2.csv, which the regressions job rewrites)
     ("analysis: {effects: [exact-str-logit_diff, attribution-gaussian-prob, exact-gaussian-logit_diff]}",
-     {"trace_localization": 1, "regressions": 1, "localization_figures": 1, "all": 1}),
+     {"trace_localization": 1, "regressions": 1, "localization_figures": 1, "figures": 1, "all": 1}),
 ])
 def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override, expected, tmp_path):
     results, _ = smoke_run
