@@ -12,7 +12,6 @@ from locedit.editing.site_delta import SharedPrefix, optimize_site_deltas
 from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm
 from locedit.editing.rome import ROME_DEFAULTS, rank_one_updates
 from locedit.evaluation import evaluate
-from locedit.hooks import capture_outputs
 from locedit.models import architecture_of
 from locedit.problems import EditRequest
 from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
