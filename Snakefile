@@ -1,6 +1,7 @@
 # locedit: "Does Localization Inform Editing?" (Hase et al., NeurIPS 2023) as a Snakemake workflow.
 #   snakemake --cores all                                  # embedded default (config.yaml)
 #   snakemake --cores all --configfile configs/smoke.yaml  # tiny end-to-end run
+import dataclasses
 import os
 import sys
 

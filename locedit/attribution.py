@@ -27,9 +27,9 @@ from torch import nn
 from .corruption import GaussianNoise, TokenReplacement
 from .hooks import capture_outputs, edit_outputs
 from .models import architecture_of, num_layers
-from .prompts import encode, subject_range, token_strings, unembed
+from .prompts import encode, subject_range, unembed
 from .trace_metric import Measure
-from .tracing import TraceResult, layer_window
+from .tracing import TraceResult, layer_window, result_of
 
 
 def attribution_trace(
@@ -88,19 +88,5 @@ def attribution_trace(
     for layer in range(n_layers):
         rows = list(layer_window(layer, window, n_layers))
         scores[first_traced:, layer] = low + per_layer[rows, first_traced:n_prompt].sum(axis=0)
-    return TraceResult(
-        scores=scores,
-        low=low,
-        clean=clean,
-        tokens=token_strings(tok, encoded.prompt_ids),
-        subject_range=(b, e),
-        first_traced=first_traced,
-        kind=kind,
-        window=window,
-        target_tokens=token_strings(tok, encoded.target_ids),
-        metric=metric,
-        corruption=corruption.name,
-        contrast_token=token_strings(tok, [measure.contrast_id])[0] if measure.contrast_id is not None else None,
-        partner_case_id=getattr(corruption, "partner_case_id", None),
-        method="attribution",
-    )
+    return result_of(tok, encoded, (b, e), first_traced, kind, window, scores, low, clean, corruption, measure,
+                     "attribution")

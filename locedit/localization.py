@@ -67,10 +67,12 @@ class Localization:
     def label(self) -> str:
         return ", ".join(_LABELS[part] for part in (self.method, self.corruption, self.metric))
 
+    def folder(self, run_dir: str) -> str:
+        """Where its tracing tables live: the paper's where they always were, others in a folder of their id."""
+        return f"{run_dir}/tracing" if self.is_paper else f"{run_dir}/tracing/{self.id}"
+
     def table(self, run_dir: str, kind: str, window: int) -> str:
-        """Path of the tracing table: the paper's where it always was, others in a folder of their id."""
-        folder = f"{run_dir}/tracing" if self.is_paper else f"{run_dir}/tracing/{self.id}"
-        return f"{folder}/{kind}_w{window}.parquet"
+        return f"{self.folder(run_dir)}/{kind}_w{window}.parquet"
 
 
 PAPER = Localization()

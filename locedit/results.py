@@ -120,7 +120,7 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
         config = _merged(config, yaml.safe_load(Path(path).read_text()))
     main, *others = configured(config)
     windows = []
-    for table in sorted(Path(main.table(str(run_dir), "mlp", 0)).parent.glob("mlp_w*.parquet")):
+    for table in sorted(Path(main.folder(str(run_dir))).glob("mlp_w*.parquet")):
         shutil.copyfile(table, group / f"tracing_{table.name}")
         windows.append(int(table.stem.removeprefix("mlp_w")))
     window = config["editing"]["effect_window"]

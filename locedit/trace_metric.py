@@ -10,10 +10,10 @@
 
 Both are computed from final hidden states, so one forward pass serves any metric::
 
-    >>> m = Measure("logit_diff", target_positions=[4], target_ids=[11], contrast_id=3)
-    >>> logits = torch.tensor([[0.0] * 3 + [1.0] + [0.0] * 7 + [4.0]])     # one row, vocabulary 12
-    >>> m.from_logits(logits).tolist()
-    [3.0]
+    >>> m = Measure("prob", target_positions=[4, 5], target_ids=[1, 2])
+    >>> logits = torch.log(torch.tensor([[[.2, .5, .3], [.1, .1, .8]]]))       # one row, vocabulary 3
+    >>> round(m.prob_from_logits(logits).item(), 6)                             # P = .5 × .8
+    0.4
 """
 
 from __future__ import annotations
@@ -48,15 +48,11 @@ class Measure:
         """Positions whose logits the metric reads: every target token's for ``prob``, the first's otherwise."""
         return list(self.target_positions) if self.metric == "prob" else [self.target_positions[0]]
 
-    def from_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Per-row values from float32 logits ``[rows, len(positions), V]`` (or ``[rows, V]`` for one position)."""
-        if logits.dim() == 2:
-            logits = logits[:, None]
-        if self.metric == "prob":
-            log_probs = torch.log_softmax(logits, dim=-1)
-            picked = log_probs.gather(2, torch.tensor(self.target_ids, device=logits.device).expand(len(logits), -1)[..., None])
-            return picked[..., 0].sum(dim=1).exp()
-        return logits[:, 0, self.target_ids[0]] - logits[:, 0, self.contrast_id]
+    def prob_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-row P(target) from float32 logits ``[rows, len(target_positions), V]``."""
+        log_probs = torch.log_softmax(logits, dim=-1)
+        picked = log_probs.gather(2, torch.tensor(self.target_ids, device=logits.device).expand(len(logits), -1)[..., None])
+        return picked[..., 0].sum(dim=1).exp()
 
     def of_hidden(self, model: nn.Module, hidden: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Per-row values from final hidden states ``[rows, T - offset, d]`` of a pass whose first
@@ -75,7 +71,7 @@ class Measure:
         logits = unembed(model, read.reshape(rows * k, d), tokens).view(rows, k, -1)
         if tokens is not None:
             return logits[:, 0, 0] - logits[:, 0, 1]
-        return self.from_logits(logits)
+        return self.prob_from_logits(logits)
 
     @classmethod
     def contrasted(cls, metric: str, encoded: Encoded, corrupted_logits: torch.Tensor) -> "Measure":

@@ -179,37 +179,43 @@ def trace(
 
     samples = runs.corrupted.rows
     per_pass = max(1, max_rows // samples)
-    prefixes: dict[int, object] = {}
+    prefix, prefix_length = None, 0  # the corrupted cache of positions < from_token (passes sorted by token)
     done: list[tuple[int, int]] = []
     reads: list[torch.Tensor] = []
     for (from_token, start), configs in sorted(passes.items()):
-        if from_token and from_token not in prefixes:
-            prefixes = {from_token: _corrupted_prefix(model, arch, runs.corrupted, from_token)}
+        if from_token != prefix_length:
+            prefix, prefix_length = _corrupted_prefix(model, arch, runs.corrupted, from_token), from_token
         for i in range(0, len(configs), per_pass):
             chunk = configs[i : i + per_pass]
-            reads.append(_restore(model, arch, runs, chunk, start, kind, window, n_layers,
-                                  from_token, prefixes.get(from_token)))
+            reads.append(_restore(model, arch, runs, chunk, start, kind, window, n_layers, from_token, prefix))
             done.extend(chunk)
     # the unembedding (Gemma: 262k × 640) once per max_rows rows, not once per pass
     read = torch.cat(reads)
     values = torch.cat([runs.measure.of_read(model, read[i : i + max_rows]) for i in range(0, len(read), max_rows)])
     for (t, layer), v in zip(done, values.view(len(done), samples).mean(dim=1).tolist()):
         scores[t, layer] = v
+    return result_of(tok, encoded, (b, e), first, kind, window, scores, runs.low, runs.clean, corruption,
+                     runs.measure, "exact")
+
+
+def result_of(tok, encoded: Encoded, subject: tuple[int, int], first: int, kind: str, window: int,
+              scores: np.ndarray, low: float, clean: float, corruption, measure: Measure, method: str) -> TraceResult:
+    """The :class:`TraceResult` of a traced prompt, exact or attribution (:mod:`locedit.attribution`)."""
     return TraceResult(
         scores=scores,
-        low=runs.low,
-        clean=runs.clean,
+        low=low,
+        clean=clean,
         tokens=token_strings(tok, encoded.prompt_ids),
-        subject_range=(b, e),
+        subject_range=subject,
         first_traced=first,
         kind=kind,
         window=window,
         target_tokens=token_strings(tok, encoded.target_ids),
-        metric=metric,
+        metric=measure.metric,
         corruption=corruption.name,
-        contrast_token=(token_strings(tok, [runs.measure.contrast_id])[0]
-                        if runs.measure.contrast_id is not None else None),
+        contrast_token=token_strings(tok, [measure.contrast_id])[0] if measure.contrast_id is not None else None,
         partner_case_id=getattr(corruption, "partner_case_id", None),
+        method=method,
     )
 
 

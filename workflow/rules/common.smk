@@ -112,8 +112,7 @@ def wildcard_localization(wildcards):
 
 
 def localization_params(wildcards):
-    loc = wildcard_localization(wildcards)
-    return {"method": loc.method, "corruption": loc.corruption, "metric": loc.metric}
+    return dataclasses.asdict(wildcard_localization(wildcards))
 
 
 def trace_inputs(wildcards):
