@@ -107,7 +107,7 @@ def main() -> None:
 
     # throughput at the shapes of the batched passes: unembedding rows ~ target positions of a batch
     target_tokens = sum(len(tok(" " + r.target, add_special_tokens=False)["input_ids"]) for r in reqs) / len(reqs)
-    ft_rows = 10 if reqs[0].noise is not None else 1
+    ft_rows = 10 if reqs[0].sigma is not None else 1
     per_case = {"ft1": ft_rows * target_tokens, "ft5": ft_rows * target_tokens,
                 "rome": len(templates["rome"]) * target_tokens + 1,
                 "memit": sum(map(len, templates["memit"])) * target_tokens + 1}

@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--kind", default="mlp")
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--noise", type=float, default=3.09, help="σ (3σ rule value for Gemma 3 270M)")
+    parser.add_argument("--sigma", type=float, default=3.09, help="σ (3σ rule value for Gemma 3 270M)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,7 +62,7 @@ def main() -> None:
     pool = cases_frame(select_cases(load_counterfact("bundled"), n_cases=60))
     correct = check_correctness(model, tok, pool, max_new_tokens=36)
     cases = pool[correct.is_correct.to_numpy()].head(args.cases)
-    corruption = GaussianNoise(args.noise, samples=args.samples)
+    corruption = GaussianNoise(args.sigma, samples=args.samples)
     opts = dict(kind=args.kind, window=args.window)
 
     rows, effects = [], {name: [] for name in ("plain", "cached", "mixed", "attribution")}
@@ -70,7 +70,7 @@ def main() -> None:
         call = (case.prompt, case.subject, case.target_true)
         times, results = {}, {}
         start = time.perf_counter()
-        plain, low, clean = plain_trace(model, tok, *call, samples=args.samples, noise=args.noise, **opts)
+        plain, low, clean = plain_trace(model, tok, *call, samples=args.samples, sigma=args.sigma, **opts)
         times["plain"] = time.perf_counter() - start
         runs = {"batched": (model, dict(reuse_prefix=False)), "cached": (model, {}), "mixed": (twin, {})}
         for name, (net, extra) in runs.items():

@@ -41,9 +41,9 @@ def essence_texts(model: nn.Module, tok, subject: str, n_texts: int = 5, max_new
 
 
 @torch.no_grad()
-def perplexities(model: nn.Module, tok, texts: list[str], subject: str | None = None, noise: float | None = None,
+def perplexities(model: nn.Module, tok, texts: list[str], subject: str | None = None, sigma: float | None = None,
                  seed: int = 1) -> np.ndarray:
-    """Perplexity of each text; with ``noise``, subject noise at the subject's tokens (fact forcing).
+    """Perplexity of each text; with ``sigma``, subject noise at the subject's tokens (fact forcing).
 
     One text per pass: unembedding every position of a 100-token text against a 262k vocabulary
     is ~100 MB of logits per row.
@@ -57,8 +57,8 @@ def perplexities(model: nn.Module, tok, texts: list[str], subject: str | None = 
             continue
         encoded = Encoded(ids[:1], ids[1:])
         edits = {}
-        if noise is not None and subject_span(text, subject):
-            edits[architecture_of(model).embedding] = row_noise_hook([subject_range(tok, text, subject)], noise,
+        if sigma is not None and subject_span(text, subject):
+            edits[architecture_of(model).embedding] = row_noise_hook([subject_range(tok, text, subject)], sigma,
                                                                      seed=seed)
         with edit_outputs(model, edits):
             logp = gather_target_log_probs(model, pad_batch([ids], tok.pad_token_id, device), [encoded])

@@ -57,7 +57,7 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
 
         >>> tables = evaluate_cases(model, tok, requests, METHODS["rome"].edit_cases(...))  # doctest: +SKIP
     """
-    if len({r.noise for r in requests}) > 1:
+    if len({r.sigma for r in requests}) > 1:
         raise ValueError("requests evaluated together share one noise level (one problem)")
     device = next(model.parameters()).device
     arch = architecture_of(model)
@@ -73,9 +73,9 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
                 readouts.add_prompt(encode(tok, text, req.target), encode(tok, text, req.baseline), span, c)
         batch = pad_batch([e.ids for e in readouts.encoded], tok.pad_token_id, device)
         edits = {}
-        noise = chunk[0].noise
-        if noise is not None:  # the same draw for a prompt's rows (seeded per row)
-            edits[arch.embedding] = row_noise_hook(readouts.ranges, noise, seed=seed)
+        sigma = chunk[0].sigma
+        if sigma is not None:  # the same draw for a prompt's rows (seeded per row)
+            edits[arch.embedding] = row_noise_hook(readouts.ranges, sigma, seed=seed)
         chunk_updates = select_cases(updates or {}, list(range(first, first + len(chunk))))
         cached = None
         if lower is not None and start > 0:
@@ -192,6 +192,6 @@ def _table(prompts: list[tuple[str, int, str]], probs: np.ndarray) -> pd.DataFra
 
 
 def _essence_table(model: nn.Module, tok, request: EditRequest, seed: int) -> pd.DataFrame:
-    ppl = perplexities(model, tok, list(request.essence), request.subject, request.noise, seed)
+    ppl = perplexities(model, tok, list(request.essence), request.subject, request.sigma, seed)
     return pd.DataFrame({"prompt_type": "essence", "prompt_idx": range(len(ppl)), "prompt": list(request.essence),
                          "p_target": np.nan, "p_baseline": np.nan, "ppl": ppl})

@@ -65,7 +65,7 @@ class EditRequest:
     target: str
     baseline: str
     minimize: bool = False
-    noise: float | None = None  # σ of subject noise during the edit and its evaluation (fact forcing)
+    sigma: float | None = None  # σ of subject noise during the edit and its evaluation (fact forcing)
     paraphrases: tuple[str, ...] = field(default_factory=tuple)
     neighborhood: tuple[str, ...] = field(default_factory=tuple)
     essence: tuple[str, ...] = field(default_factory=tuple)  # texts whose perplexity is tracked (App. B)
@@ -86,7 +86,7 @@ def request_for(case: Any, problem: Problem, noised_targets: Any, eos: str, sigm
         target=values[problem.target],
         baseline=values[problem.baseline],
         minimize=problem.minimize,
-        noise=sigma if problem.noised else None,
+        sigma=sigma if problem.noised else None,
         paraphrases=tuple(case.paraphrase_prompts),
         neighborhood=tuple(case.neighborhood_prompts),
     )

@@ -20,7 +20,7 @@ from locedit.tracing import layer_window
 
 
 @torch.no_grad()
-def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, noise=0.1, seed=1,
+def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, sigma=0.1, seed=1,
                 metric="prob", replacement_ids=None):
     arch = architecture_of(model)
     n_layers = num_layers(model)
@@ -29,7 +29,7 @@ def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, n
     device = next(model.parameters()).device
     if replacement_ids is None:
         rows = [enc.ids] * (samples + 1)
-        draw = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, noise, seed))
+        draw = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, sigma, seed))
     else:
         rows = [enc.ids, list(replacement_ids) + enc.target_ids]
         draw = None

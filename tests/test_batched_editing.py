@@ -35,7 +35,7 @@ REQUESTS = [
 ]
 TEMPLATES = {"rome": ["{}", "A few words. {}", "Something else here. {}"],
              "memit": [["{}"], ["The day. {}", "Because of it. {}"]]}
-PROBLEM_FLAGS = {"maximize": {}, "minimize": {"minimize": True}, "noised": {"noise": 0.5}}
+PROBLEM_FLAGS = {"maximize": {}, "minimize": {"minimize": True}, "noised": {"sigma": 0.5}}
 HPARAMS = {"rome": {"v_steps": 4}, "memit": {"v_steps": 4}, "ft1": {"steps": 4, "norm_constraint": 1e-2},
            "ft5": {"steps": 4, "norm_constraint": 1e-2, "noise_samples": 3}}
 
@@ -111,7 +111,7 @@ def test_batch_composition_does_not_change_a_case(setup, method):
     model, tok, stats = setup
     spec = METHODS[method]
     layers = [0, 1, 2] if spec.window > 1 else [2]
-    requests = [replace(r, noise=0.5) for r in REQUESTS]  # noise: each case must draw its own
+    requests = [replace(r, sigma=0.5) for r in REQUESTS]  # noise: each case must draw its own
     results = []
     for batch in ([requests[2]], [requests[0], requests[2]], requests):
         updates = spec.edit_cases(model, tok, batch, layers, HPARAMS[method], stats, TEMPLATES.get(spec.templates))
@@ -132,7 +132,7 @@ def test_ft_stops_and_clamps_each_case_on_its_own(setup, monkeypatch, floor):
     monkeypatch.setattr("locedit.editing.ft.LOSS_FLOOR", floor)
     eps = 0.5
     hp = {"steps": 40, "norm_constraint": eps, "lr": 5e-2, "noise_samples": 3}
-    requests = [replace(r, noise=0.5) for r in REQUESTS]
+    requests = [replace(r, sigma=0.5) for r in REQUESTS]
     updates = finetune_cases(model, tok, requests, [2], hp)
     for c, req in enumerate(requests):
         plain = METHODS["ft1"].edit(model, tok, req, [2], hp)
@@ -259,7 +259,7 @@ def test_editing_seed_draws_the_noise_of_a_noised_edit(setup, method):
     """``editing.seed`` reaches the subject noise drawn during an edit (fact forcing): another seed
     gives another edit, the same seed the same one, on the plain path as in a batch."""
     model, tok, stats = setup
-    req = replace(REQUESTS[0], noise=0.5)
+    req = replace(REQUESTS[0], sigma=0.5)
     templates = TEMPLATES.get(METHODS[method].templates)
     layers = [1, 2] if method in ("memit", "ft5") else [2]
 

@@ -83,7 +83,7 @@ def test_edits_and_restores_leave_every_weight_bit_identical(setup):
     for name, method in METHODS.items():
         layers = [2] if method.window == 1 else [1, 2, 3]
         for noise in (None, 0.5):
-            req = EditRequest(**{**REQUEST.__dict__, "noise": noise})
+            req = EditRequest(**{**REQUEST.__dict__, "sigma": noise})
             deltas = method.edit(model, tok, req, layers, {"steps": 3, "v_steps": 3}, stats,
                                  TEMPLATES.get(method.templates))
             assert weights_hash(model) == before, f"{name} changed the weights while computing its deltas"
@@ -104,8 +104,8 @@ def test_upper_layers_only_gives_the_same_update(setup):
 def test_fact_forcing_evaluation_noises_only_prompts_with_the_subject(setup):
     model, tok, _ = setup
     clean = evaluate(model, tok, REQUEST)
-    noised = evaluate(model, tok, EditRequest(**{**REQUEST.__dict__, "noise": 1.0}))
-    again = evaluate(model, tok, EditRequest(**{**REQUEST.__dict__, "noise": 1.0}))
+    noised = evaluate(model, tok, EditRequest(**{**REQUEST.__dict__, "sigma": 1.0}))
+    again = evaluate(model, tok, EditRequest(**{**REQUEST.__dict__, "sigma": 1.0}))
     assert (noised.p_target.to_numpy() == again.p_target.to_numpy()).all()  # same noise pre and post
     by_type = dict(zip(noised.prompt_type, noised.p_target != clean.p_target))
     assert by_type["rewrite"] and by_type["paraphrase"] and not by_type["neighborhood"]
@@ -182,7 +182,7 @@ def test_cached_prefix_and_lower_layers_give_the_plain_loops_delta(family, site_
     fact-forcing noise too (the cache then stops at the subject's first token)."""
     model = tiny_model(family)
     arch = architecture_of(model)
-    request = EditRequest(**{**REQUEST.__dict__, "noise": noise})
+    request = EditRequest(**{**REQUEST.__dict__, "sigma": noise})
     texts = [t.replace("{}", REQUEST.prompt) for t in TEMPLATES["rome"]]
     runs = {}
     for fast in (False, True):

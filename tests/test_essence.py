@@ -47,5 +47,5 @@ def test_evaluate_adds_essence_rows_and_noise_changes_them(gpt2_tokenizer):
     assert ess.prompt.tolist() == list(texts) and ess.p_target.isna().all()
     assert np.allclose(ess.ppl, [plain_perplexity(model, gpt2_tokenizer, t) for t in texts], rtol=1e-5)
     assert table[table.prompt_type != "essence"].ppl.isna().all()
-    noised = evaluate(model, gpt2_tokenizer, EditRequest(**{**plain.__dict__, "noise": 3.0}))
+    noised = evaluate(model, gpt2_tokenizer, EditRequest(**{**plain.__dict__, "sigma": 3.0}))
     assert not np.allclose(noised[noised.prompt_type == "essence"].ppl, ess.ppl)

@@ -13,16 +13,16 @@ NOISED = SimpleNamespace(o_noise="the Italian", ff_baseline="the")
 
 
 @pytest.mark.parametrize(
-    "problem,target,baseline,minimize,noise",
+    "problem,target,baseline,minimize,sigma",
     [("error_injection", "Microsoft", "Ferrari", False, None),
      ("tracing_reversal", "the Italian", "Ferrari", False, None),
      ("fact_erasure", "Ferrari", "<eos>", True, None),
      ("fact_amplification", "Ferrari", "<eos>", False, None),
      ("fact_forcing", "Ferrari", "the", False, 3.0)],
 )
-def test_problem_targets_and_baselines(problem, target, baseline, minimize, noise):
+def test_problem_targets_and_baselines(problem, target, baseline, minimize, sigma):
     req = request_for(CASE, PROBLEMS[problem], NOISED, eos="<eos>", sigma=3.0)
-    assert (req.target, req.baseline, req.minimize, req.noise) == (target, baseline, minimize, noise)
+    assert (req.target, req.baseline, req.minimize, req.sigma) == (target, baseline, minimize, sigma)
     assert req.paraphrases == ("p1", "p2") and req.neighborhood == ("n1",)
 
 

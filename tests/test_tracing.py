@@ -46,7 +46,7 @@ def test_noise_is_the_reference_draw_and_fresh_per_call():
 def test_batched_equals_plain(model_type, kind, window, gpt2_tokenizer):
     model = tiny_model(model_type)
     args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
-    plain, low, clean = plain_trace(*args, kind=kind, window=window, samples=3, noise=0.5)
+    plain, low, clean = plain_trace(*args, kind=kind, window=window, samples=3, sigma=0.5)
     # max_rows=7 forces several chunks per start layer
     fast = trace(*args, GaussianNoise(0.5, samples=3), kind=kind, window=window, max_rows=7)
     assert fast.low == pytest.approx(low, rel=1e-5) and fast.clean == pytest.approx(clean, rel=1e-5)
@@ -80,7 +80,7 @@ def test_trace_table_has_one_row_per_token_and_layer(gpt2_tokenizer):
 def test_batched_equals_plain_on_gemma(gemma):
     model, tok = gemma
     args = (model, tok, "Michael Jordan plays the sport of", "Michael Jordan", "basketball")
-    plain, low, clean = plain_trace(*args, kind="mlp", window=10, samples=10, noise=3.09)
+    plain, low, clean = plain_trace(*args, kind="mlp", window=10, samples=10, sigma=3.09)
     fast = trace(*args, GaussianNoise(3.09, samples=10), kind="mlp", window=10)
     assert np.abs(fast.scores - plain).max() <= 1e-5
     assert clean > 0.5 and low < 0.1  # Gemma knows the fact; the noise destroys it
@@ -109,7 +109,7 @@ def test_token_replacement_and_logit_difference_equal_plain(model_type, metric, 
 def test_gaussian_logit_difference_equals_plain(gpt2_tokenizer):
     model = tiny_model("qwen2")
     args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
-    plain, low, clean = plain_trace(*args, kind="attn", window=2, samples=3, noise=0.5, metric="logit_diff")
+    plain, low, clean = plain_trace(*args, kind="attn", window=2, samples=3, sigma=0.5, metric="logit_diff")
     fast = trace(*args, GaussianNoise(0.5, samples=3), kind="attn", window=2, metric="logit_diff")
     np.testing.assert_allclose(fast.scores, plain, atol=1e-4)
     assert fast.contrast_token is not None and fast.to_frame(1).metric.eq("logit_diff").all()
@@ -124,6 +124,6 @@ def test_prefix_cache_is_exact_past_the_sliding_window(gpt2_tokenizer):
     args = (model, gpt2_tokenizer, prompt, SUBJECT, TARGET)
     cached = trace(*args, GaussianNoise(0.5, samples=2), kind="hidden", window=3)
     uncached = trace(*args, GaussianNoise(0.5, samples=2), kind="hidden", window=3, reuse_prefix=False)
-    plain, _, _ = plain_trace(*args, kind="hidden", window=3, samples=2, noise=0.5)
+    plain, _, _ = plain_trace(*args, kind="hidden", window=3, samples=2, sigma=0.5)
     np.testing.assert_allclose(np.log(cached.scores), np.log(plain), atol=1e-4)
     np.testing.assert_allclose(np.log(uncached.scores), np.log(plain), atol=1e-4)

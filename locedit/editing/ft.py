@@ -44,11 +44,11 @@ def finetune(model: nn.Module, tok, request: EditRequest, layers: list[int], hpa
     arch = architecture_of(model)
     device = next(model.parameters()).device
     names = [n for i in layers for n, _ in model.get_submodule(arch.down_proj(i)).named_parameters(prefix=arch.down_proj(i))]
-    rows_per_step = hp["noise_samples"] if request.noise is not None else 1
+    rows_per_step = hp["noise_samples"] if request.sigma is not None else 1
     rows = prompt_batch(tok, [request.prompt] * rows_per_step, request.subject, request.target, device)
     noise = {}
-    if request.noise is not None:
-        noise[arch.embedding] = row_noise_hook(rows.subject_ranges, request.noise, rng=np.random.RandomState(seed))
+    if request.sigma is not None:
+        noise[arch.embedding] = row_noise_hook(rows.subject_ranges, request.sigma, rng=np.random.RandomState(seed))
     cached = layer_input(model, arch.layers, rows.batch, min(layers)) if hp["upper_only"] and not noise else None
 
     params = [model.get_parameter(n) for n in names]
@@ -91,12 +91,12 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     arch = architecture_of(model)
     device = next(model.parameters()).device
     n_cases = len(requests)
-    noise = requests[0].noise
-    rows_per_step = hp["noise_samples"] if noise is not None else 1
+    sigma = requests[0].sigma
+    rows_per_step = hp["noise_samples"] if sigma is not None else 1
     rows = case_rows(tok, requests, [[r.prompt] * rows_per_step for r in requests],
                      [r.target for r in requests], device)
     generators = case_generators(rows.case, seed)
-    cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and noise is None else None
+    cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and sigma is None else None
 
     updates: CaseUpdates = {}
     for layer in layers:
@@ -123,8 +123,8 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
             local_case = torch.searchsorted(cases, rows.case[picked])
             batch = {k: v[picked] for k, v in rows.rows.batch.items()}
             edits = {}
-            if noise is not None:
-                edits[arch.embedding] = row_noise_hook([rows.rows.subject_ranges[i] for i in picked.tolist()], noise,
+            if sigma is not None:
+                edits[arch.embedding] = row_noise_hook([rows.rows.subject_ranges[i] for i in picked.tolist()], sigma,
                                                        rng=[generators[i] for i in picked.tolist()])
             start = None if cached is None or cached.hidden is None else \
                 LayerInput(cached.start, cached.hidden[picked], cached.returns_tuple)

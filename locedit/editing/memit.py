@@ -105,8 +105,8 @@ def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparam
     h0, delta = optimize_site_deltas(model, tok, [request], [texts], site=z_site, site_layer=layers[-1], hparams=hp,
                                      seed=seed)
     plain = one_case(prompt_batch(tok, [request.prompt], request.subject, None, device))
-    if request.noise is not None:  # δ on the mean noised state, as the keys below
-        h0 = states_at_subject(model, plain, outputs_of=[z_site], noise=request.noise, seed=seed)[z_site, "out"]
+    if request.sigma is not None:  # δ on the mean noised state, as the keys below
+        h0 = states_at_subject(model, plain, outputs_of=[z_site], sigma=request.sigma, seed=seed)[z_site, "out"]
     z = (h0 + delta)[0]
     template_rows = one_case(prompt_batch(tok, texts, request.subject, None, device))
     sizes = [len(group) for group in templates]
@@ -115,9 +115,9 @@ def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparam
         originals = {n: model.get_parameter(n).detach().clone() for n in names}
         for idx, layer in enumerate(layers):
             down = arch.down_proj(layer)
-            keys = states_at_subject(model, template_rows, inputs_of=[down], noise=request.noise, seed=seed)[down, "in"]
+            keys = states_at_subject(model, template_rows, inputs_of=[down], sigma=request.sigma, seed=seed)[down, "in"]
             k = torch.stack([g.mean(0) for g in torch.split(keys, sizes)]).mean(0)
-            states = states_at_subject(model, plain, outputs_of=[z_site, down], noise=request.noise, seed=seed)
+            states = states_at_subject(model, plain, outputs_of=[z_site, down], sigma=request.sigma, seed=seed)
             resid = (z - states[z_site, "out"][0]) / (len(layers) - idx)
             norm_name = arch.post_mlp_norm(layer)
             if norm_name is not None:
@@ -140,25 +140,25 @@ def memit_cases(model: nn.Module, tok, requests: list[EditRequest], layers: list
     device = next(model.parameters()).device
     layers = sorted(layers)
     z_layer, z_site = layers[-1], arch.layer(layers[-1])
-    noise = requests[0].noise
+    sigma = requests[0].sigma
     flat = [t for group in templates for t in group]
     texts = [[t.replace("{}", r.prompt) for t in flat] for r in requests]
     h0, delta = optimize_site_deltas(model, tok, requests, texts, site=z_site, site_layer=z_layer, hparams=hp,
                                      seed=seed)
     plain = case_rows(tok, requests, [[r.prompt] for r in requests], None, device)
-    if noise is not None:  # δ on the mean noised state, as the keys below
-        h0 = states_at_subject(model, plain, outputs_of=[z_site], noise=noise, seed=seed)[z_site, "out"]
+    if sigma is not None:  # δ on the mean noised state, as the keys below
+        h0 = states_at_subject(model, plain, outputs_of=[z_site], sigma=sigma, seed=seed)[z_site, "out"]
     z = h0 + delta
     template_rows = case_rows(tok, requests, texts, None, device)
     group_of_row = torch.tensor([g for g, group in enumerate(templates) for _ in group] * len(requests), device=device)
     updates: CaseUpdates = {}
     for idx, layer in enumerate(layers):
         down = arch.down_proj(layer)
-        keys = states_at_subject(model, template_rows, inputs_of=[down], noise=noise, updates=updates,
+        keys = states_at_subject(model, template_rows, inputs_of=[down], sigma=sigma, updates=updates,
                                  seed=seed)[down, "in"]
         group_means = case_means(keys, template_rows.case * len(templates) + group_of_row, len(requests) * len(templates))
         k = group_means.view(len(requests), len(templates), -1).mean(1)
-        states = states_at_subject(model, plain, outputs_of=[z_site, down], noise=noise, updates=updates, seed=seed)
+        states = states_at_subject(model, plain, outputs_of=[z_site, down], sigma=sigma, updates=updates, seed=seed)
         resid = (z - states[z_site, "out"]) / (len(layers) - idx)
         norm_name = arch.post_mlp_norm(layer)
         if norm_name is not None:

@@ -51,19 +51,19 @@ def rank_one_updates(model: nn.Module, tok, requests: list[EditRequest], layer: 
     hp = {**ROME_DEFAULTS, **hparams}
     down = architecture_of(model).down_proj(layer)
     device = next(model.parameters()).device
-    noise = requests[0].noise
+    sigma = requests[0].sigma
     texts = [[t.replace("{}", r.prompt) for t in templates] for r in requests]
     template_rows = case_rows(tok, requests, texts, None, device)
-    keys = states_at_subject(model, template_rows, inputs_of=[down], noise=noise, seed=seed)[down, "in"]
+    keys = states_at_subject(model, template_rows, inputs_of=[down], sigma=sigma, seed=seed)[down, "in"]
     c_inv = stats.inverse(layer).to(device)
     u = (case_means(keys, template_rows.case, len(requests)).to(c_inv.dtype) @ c_inv.T).float()
     u = u / u.norm(dim=1, keepdim=True)
 
     v0, delta = optimize_site_deltas(model, tok, requests, texts, site=down, site_layer=layer, hparams=hp, seed=seed)
     plain = case_rows(tok, requests, [[r.prompt] for r in requests], None, device)
-    states = states_at_subject(model, plain, inputs_of=[down], outputs_of=[down], noise=noise, seed=seed)
+    states = states_at_subject(model, plain, inputs_of=[down], outputs_of=[down], sigma=sigma, seed=seed)
     k_star, m = states[down, "in"], states[down, "out"]
-    v_star = (m if noise is not None else v0) + delta  # under noise: δ on the mean noised output
+    v_star = (m if sigma is not None else v0) + delta  # under noise: δ on the mean noised output
     right = (v_star - m) / (k_star * u).sum(1, keepdim=True)
     return RankOneUpdate(k_star, v_star, u, right)
 

@@ -2,7 +2,7 @@
 the batched methods read at each row's last subject token.
 
     >>> rows = case_rows(tok, requests, [[r.prompt] for r in requests], targets=None, device="cpu")  # doctest: +SKIP
-    >>> states = states_at_subject(model, rows, inputs_of=[down], outputs_of=[down], noise=None)    # doctest: +SKIP
+    >>> states = states_at_subject(model, rows, inputs_of=[down], outputs_of=[down], sigma=None)    # doctest: +SKIP
     >>> states[down, "in"].shape          # one key per row (the down-projection's input)          # doctest: +SKIP
     torch.Size([4, 2048])
 
@@ -92,21 +92,21 @@ def case_generators(case: torch.Tensor, seed: int) -> list[np.random.RandomState
 
 @torch.no_grad()
 def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (), outputs_of: list[str] = (),
-                      noise: float | None = None, updates: CaseUpdates | None = None, seed: int = 1) -> dict:
+                      sigma: float | None = None, updates: CaseUpdates | None = None, seed: int = 1) -> dict:
     """Inputs / outputs of modules at each row's last subject token, ``{(name, "in"|"out"): [rows, d]}``.
 
-    With ``noise`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
+    With ``sigma`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
     own subject tokens (copies of the batch one after another, each case drawing from its own
     ``RandomState(seed)``, so a case draws the same noise whatever shares its batch).
     ``updates`` (per-case, per-row) are in place during the pass.
     """
-    copies = 1 if noise is None else NOISED_STATE_SAMPLES
+    copies = 1 if sigma is None else NOISED_STATE_SAMPLES
     batch = {k: v.repeat(copies, 1) for k, v in rows.rows.batch.items()}
     lookup = rows.rows.lookup.repeat(copies)
     row_case = rows.case.repeat(copies)
     edits = {}
-    if noise is not None:
-        edits[architecture_of(model).embedding] = row_noise_hook(rows.rows.subject_ranges * copies, noise,
+    if sigma is not None:
+        edits[architecture_of(model).embedding] = row_noise_hook(rows.rows.subject_ranges * copies, sigma,
                                                                  rng=case_generators(row_case, seed))
     with rows_updated(model, updates or {}, row_case), capture_inputs(model, list(inputs_of)) as seen_in, \
             capture_outputs(model, list(outputs_of)) as seen_out, edit_outputs(model, edits):

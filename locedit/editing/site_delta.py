@@ -108,7 +108,7 @@ def optimize_site_deltas(
     exact, model = model, optimisation_model(model)
     arch = architecture_of(model)
     device = next(model.parameters()).device
-    noise = _one_noise_level(requests)
+    sigma = _one_noise_level(requests)
     parts, case_of_row, kl_rows, first_rows = [], [], [], []
     for c, (req, rewrite_texts) in enumerate(zip(requests, texts)):
         first_rows.append(len(case_of_row))
@@ -122,14 +122,14 @@ def optimize_site_deltas(
 
     prefix = None
     if hparams["shared_prefix"]:  # under noise the subject's states change every step; before it nothing does
-        first_changed = rows.lookup if noise is None else torch.tensor([b for b, _ in rows.subject_ranges])
+        first_changed = rows.lookup if sigma is None else torch.tensor([b for b, _ in rows.subject_ranges])
         prefix = SharedPrefix.build(model, rows, tok.pad_token_id, first_changed.to(device))
     offsets = prefix.offsets if prefix is not None else torch.zeros_like(rows.lookup)
     columns = rows.lookup + offsets
     edits = {}
-    if noise is not None:
+    if sigma is not None:
         shifted = [(b + o, e + o) for (b, e), o in zip(rows.subject_ranges, offsets.tolist())]
-        edits[arch.embedding] = row_noise_hook(shifted, noise, rng=case_generators(row_case, seed))
+        edits[arch.embedding] = row_noise_hook(shifted, sigma, rng=case_generators(row_case, seed))
 
     def inputs() -> dict:
         return prefix.inputs(model) if prefix is not None else rows.batch
@@ -184,7 +184,7 @@ def _first_row_outputs(model: nn.Module, tok, requests: list[EditRequest], texts
 
 
 def _one_noise_level(requests: list[EditRequest]) -> float | None:
-    levels = {r.noise for r in requests}
+    levels = {r.sigma for r in requests}
     minimize = {r.minimize for r in requests}
     if len(levels) > 1 or len(minimize) > 1:
         raise ValueError(f"a batch of edits shares one problem; got noise levels {levels}, minimize {minimize}")
