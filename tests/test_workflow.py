@@ -1,4 +1,9 @@
-"""Snakemake end to end on configs/smoke.yaml (the embedded model, 3 cases), in a fresh folder."""
+"""Snakemake end to end on configs/smoke.yaml (the embedded model, 3 cases), in a fresh folder.
+
+The real-model path (every table, score, figure and the report) runs once on the embedded Gemma;
+the workflow mechanics that need a whole second run (every job as its own submitted process, equal
+tables) run on a tiny Llama trained to know the smoke cases' facts (:func:`conftest.trained_tiny_model`).
+"""
 
 import os
 import shutil
@@ -13,7 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import trained_tiny_model
 from locedit import provenance
+from locedit.data import load_counterfact
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -43,6 +50,28 @@ def smoke_run(tmp_path_factory):
     done = snakemake(workdir, "--show-failed-logs")
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     return workdir / "results" / "smoke", done
+
+
+TINY_KNOWS = [13, 37]  # the smoke cases the tiny model is trained on (case 18 stays unknown)
+
+
+def tiny_overlay(workdir: Path) -> str:
+    """An overlay of configs/smoke.yaml that runs the tiny model kept in ``workdir/models``."""
+    overlay = workdir / "tiny.yaml"
+    overlay.write_text("model: {name: models/tiny-llama, num_layers: 6}\nediting: {layers: [1, 4]}\n")
+    return str(overlay)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """configs/smoke.yaml on the tiny trained Llama: (results folder, its model folder)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    records = {r["case_id"]: r["requested_rewrite"] for r in load_counterfact("bundled")}
+    facts = [f"{r['prompt'].format(r['subject'])} {r['target_true']['str']}" for r in map(records.get, TINY_KNOWS)]
+    model = trained_tiny_model(workdir / "models" / "tiny-llama", facts)
+    done = snakemake(workdir, "--show-failed-logs", configfiles=(tiny_overlay(workdir),))
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
+    return workdir / "results" / "smoke", model
 
 
 @pytest.mark.workflow
@@ -225,19 +254,23 @@ def tables(results: Path) -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.workflow
-def test_jobs_as_separate_submitted_processes_reproduce_every_table(smoke_run, tmp_path):
+def test_jobs_as_separate_submitted_processes_reproduce_every_table(tiny_run, tmp_path):
     """Process isolation and determinism at once: every job is submitted as its own process (the
     cluster-generic executor with a local submit command), and the tables equal the first run's."""
-    results, _ = smoke_run
+    results, model = tiny_run
+    correctness = pd.read_parquet(results / "correctness.parquet")
+    assert list(correctness.case_id[correctness.is_correct]) == TINY_KNOWS  # the tiny model knows its facts
     workdir = tmp_path / "isolated"
-    (workdir / "resources").mkdir(parents=True)
-    (workdir / "resources" / "models").symlink_to(REPO / "resources" / "models")
+    (workdir / "models").mkdir(parents=True)
+    (workdir / "models" / "tiny-llama").symlink_to(model)
     done = snakemake(workdir, "--executor", "cluster-generic", "--cluster-generic-submit-cmd",
-                     str(REPO / "tests" / "local_submit.sh"), "--jobs", "1")
+                     str(REPO / "tests" / "local_submit.sh"), "--jobs", "2", configfiles=(tiny_overlay(workdir),))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "cluster-generic" in done.stdout + done.stderr
     first, second = tables(results), tables(workdir / "results" / "smoke")
     assert first.keys() == second.keys() and len(first) > 20
+    scores = pd.read_parquet(results / "scores.parquet")
+    assert len(scores.groupby(["method", "problem"])) == 20 and set(scores.layer) == {1, 4}
     for name in first:  # bit-identical (the Snakefile sets MKL's strict reproducible mode)
         pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
 

@@ -14,7 +14,9 @@ The chosen values go to ``editing.hparams`` / ``editing.overrides`` in the confi
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -52,6 +54,71 @@ def _scalar(text: str):
             return yaml.safe_load(text)
 
 
+@dataclass
+class Setting:
+    """A finished run's artifacts for one method × problem at one central layer: the model, the
+    first cases' requests, their pre-edit table, the key statistics and context templates."""
+
+    model: Any
+    tok: Any
+    editing: dict
+    method: str
+    problem: str
+    central: int
+    window: list[int]
+    cases: pd.DataFrame
+    requests: list
+    pre: pd.DataFrame
+    stats: Any
+    templates: Any
+
+    @classmethod
+    def load(cls, configfiles: list[str], method: str, problem: str, n_cases: int, layer: int | None) -> "Setting":
+        cfg = load_config(*configfiles)
+        run = REPO / "results" / cfg["run"]
+        opts = cfg["editing"]
+        model, tok = load_model(REPO / "resources" / "models" / model_slug(cfg["model"]["name"]),
+                                cfg["model"]["dtype"], cfg["model"]["device"])
+        torch.set_num_threads(cfg["model"].get("threads") or 2)
+        n_layers = model.config.num_hidden_layers
+        central = n_layers // 2 if layer is None else layer
+        sigma = read_json(run / "noise.json")["sigma"]
+        cases = editable_cases(pd.read_parquet(run / "cases.parquet"), pd.read_parquet(run / "correctness.parquet"),
+                               problem, n_cases)
+        noised = pd.read_parquet(run / "editing" / "noised_targets.parquet")
+        spec = METHODS[method]
+        templates = read_json(run / "editing" / "context_templates.json")[spec.templates] if spec.templates else None
+        stats = None
+        if spec.needs_stats:
+            stats = KeyStats(REPO / "resources" / "stats" / model_slug(cfg["model"]["name"]) / stats_folder_name(cfg["stats"]))
+        reqs = list(requests(cases, problem, noised, tok.eos_token, sigma))
+        pre = pd.concat([evaluate(model, tok, r, opts["seed"]).assign(case_id=r.case_id, problem=problem) for r in reqs])
+        return cls(model, tok, opts, method, problem, central, edited_layers(central, spec.window, n_layers), cases,
+                   reqs, pre, stats, templates)
+
+    def hparams(self, **changed) -> dict:
+        """The run's hyperparameters of this method × problem, with ``changed`` over them."""
+        return {**hparams_for(self.editing, self.method, self.problem), **changed}
+
+    def edit(self, hparams: dict, templates: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+        """Edit every case (the run's batches) and score it: (scores, post-edit table, edit s per case)."""
+        post, edit_seconds = [], 0.0
+        for batch in case_batches(list(range(len(self.requests))), self.editing["batch_cases"]):
+            batch_reqs = [self.requests[i] for i in batch]
+            tables, edit_s, _ = edit_and_evaluate(self.model, self.tok, self.method, batch_reqs, self.window, hparams,
+                                                  self.stats, self.templates if templates is None else templates,
+                                                  self.editing["seed"], self.editing["mixed_precision"])
+            edit_seconds += edit_s
+            post += [t.assign(case_id=r.case_id, problem=self.problem, method=self.method, layer=self.central)
+                     for r, t in zip(batch_reqs, tables)]
+        post = pd.concat(post)
+        scores = edit_scores(prompt_scores(self.pre, post, {self.problem: PROBLEMS[self.problem].minimize}))
+        return scores, post, edit_seconds / len(self.requests)
+
+
+SCORES = ["rewrite_score", "paraphrase_score", "neighborhood_score", "overall_score"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays over config.yaml, as snakemake's")
@@ -61,46 +128,15 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--layer", type=int, default=None, help="central layer (default: the middle one)")
     args = parser.parse_args()
-    cfg = load_config(*args.configfile)
-    run = REPO / "results" / cfg["run"]
-    opts = cfg["editing"]
     name, values = parse_grid(args.grid)
-
-    model, tok = load_model(REPO / "resources" / "models" / model_slug(cfg["model"]["name"]),
-                            cfg["model"]["dtype"], cfg["model"]["device"])
-    torch.set_num_threads(cfg["model"].get("threads") or 2)
-    n_layers = model.config.num_hidden_layers
-    central = n_layers // 2 if args.layer is None else args.layer
-    sigma = read_json(run / "noise.json")["sigma"]
-    cases = editable_cases(pd.read_parquet(run / "cases.parquet"), pd.read_parquet(run / "correctness.parquet"),
-                           args.problem, args.cases)
-    noised = pd.read_parquet(run / "editing" / "noised_targets.parquet")
-    spec = METHODS[args.method]
-    templates = read_json(run / "editing" / "context_templates.json")[spec.templates] if spec.templates else None
-    stats = None
-    if spec.needs_stats:
-        stats = KeyStats(REPO / "resources" / "stats" / model_slug(cfg["model"]["name"]) / stats_folder_name(cfg["stats"]))
-    window = edited_layers(central, spec.window, n_layers)
-    reqs = list(requests(cases, args.problem, noised, tok.eos_token, sigma))
-    pre = pd.concat([evaluate(model, tok, r, opts["seed"]).assign(case_id=r.case_id, problem=args.problem) for r in reqs])
-
+    setting = Setting.load(args.configfile, args.method, args.problem, args.cases, args.layer)
     rows = []
     for value in values:
-        hp = {**hparams_for(opts, args.method, args.problem), name: value}
-        post, edit_seconds = [], 0.0
-        for batch in case_batches(list(range(len(reqs))), opts["batch_cases"]):
-            batch_reqs = [reqs[i] for i in batch]
-            tables, edit_s, _ = edit_and_evaluate(model, tok, args.method, batch_reqs, window, hp, stats, templates,
-                                                  opts["seed"], opts["mixed_precision"])
-            edit_seconds += edit_s
-            post += [t.assign(case_id=r.case_id, problem=args.problem, method=args.method, layer=central)
-                     for r, t in zip(batch_reqs, tables)]
-        scores = edit_scores(prompt_scores(pre, pd.concat(post), {args.problem: PROBLEMS[args.problem].minimize}))
-        means = scores[["rewrite_score", "paraphrase_score", "neighborhood_score", "overall_score"]].mean()
-        rows.append({name: value, **means.round(3).to_dict(), "edit_s": round(edit_seconds / len(reqs), 1)})
+        scores, _, edit_s = setting.edit(setting.hparams(**{name: value}))
+        rows.append({name: value, **scores[SCORES].mean().round(3).to_dict(), "edit_s": round(edit_s, 1)})
         print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
-    print(f"\n{args.method} / {args.problem}, layers {window}, first {len(reqs)} cases "
-          f"({', '.join(map(str, cases.case_id))}):")
+    print(f"\n{args.method} / {args.problem}, layers {setting.window}, first {len(setting.requests)} cases "
+          f"({', '.join(map(str, setting.cases.case_id))}):")
     print(pd.DataFrame(rows).to_string(index=False))
 
 

@@ -34,10 +34,14 @@ def _sample(model: nn.Module, tok, prompt_ids: list[int], n: int, length: int) -
     return [_clean(tok.decode(row, skip_special_tokens=True), tok) for row in out]
 
 
-def context_templates(model: nn.Module, tok, seed: int = 0, rome_lengths=ROME_LENGTHS) -> dict[str, list]:
+def context_templates(model: nn.Module, tok, seed: int = 0, rome_lengths=ROME_LENGTHS,
+                      memit_length: int = 10) -> dict[str, list]:
     """Both methods' templates, reproducible for a given model and seed.
 
     ``rome_lengths`` lists (tokens, count) pairs; the paper's ((5, 10), (10, 10)) gives 21 templates.
+    Lengths count sampled tokens, as the ROME paper describes its templates; the reference code's
+    ``max_out_len`` also counts the prompt's one token, so it samples one fewer (4 and 9; MEMIT 9):
+    a deliberate deviation, measured by ``tools/measure_deviations.py`` (README "Deviations").
     """
     torch.manual_seed(seed)
     start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
@@ -46,5 +50,5 @@ def context_templates(model: nn.Module, tok, seed: int = 0, rome_lengths=ROME_LE
         rome += [f"{text}. {{}}" for text in _sample(model, tok, [start], count, length)]
     memit_group = []
     for prefix in MEMIT_PREFIXES:
-        memit_group += [f"{text}. {{}}" for text in _sample(model, tok, tok(prefix)["input_ids"], 1, 10)]
+        memit_group += [f"{text}. {{}}" for text in _sample(model, tok, tok(prefix)["input_ids"], 1, memit_length)]
     return {"rome": rome, "memit": [["{}"], memit_group], "seed": seed}
