@@ -28,7 +28,6 @@ def plot_trace_heatmap(case: pd.DataFrame, path: str | Path, title: str | None =
 
     ``case`` holds the long tracing table of one (case, kind, window); subject tokens are starred.
     """
-    case = case.rename(columns={"restored_prob": "restored"})
     first = case.iloc[0]
     grid = case.pivot(index="token_idx", columns="layer", values="restored").sort_index()
     tokens = case.drop_duplicates("token_idx").set_index("token_idx")["token"].sort_index()

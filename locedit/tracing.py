@@ -316,9 +316,8 @@ def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
     - ``last_subject_effect``: restored − low at the last subject token.
 
     The same rules hold for any metric (``restored``, ``low`` and ``clean`` are its values).
-    Tables written before the metric column existed name ``restored`` ``restored_prob``.
     """
-    t = table[table.token_idx >= table.first_traced].rename(columns={"restored_prob": "restored"})
+    t = table[table.token_idx >= table.first_traced].copy()
     effect = t.restored - t.low
     t["fraction"] = (effect / (t.clean - t.low).abs()).clip(lower=0)
     t["fraction_high"] = (effect / (t.high - t.low).abs()).clip(lower=0)

@@ -1,5 +1,8 @@
 """Tables written inside a job carry the job's provenance; outside a job they carry none."""
 
+import subprocess
+from pathlib import Path
+
 import pandas as pd
 
 from locedit import provenance
@@ -19,7 +22,9 @@ def test_a_table_written_in_a_job_says_what_made_it(tmp_path):
     stored = provenance.read(tmp_path / "t.parquet")
     assert stored["params"]["editing"]["hparams"]["rome"]["v_lr"] == 0.5
     assert stored["model"]["name"] == "gemma-3-270m" and stored["code"]["locedit"]
-    assert len(stored["code"]["commit"] or "") in (0, 40)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(provenance.__file__).parent)
+    assert stored["code"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)  # the checkout's commit
     assert pd.read_parquet(tmp_path / "t.parquet").columns.tolist() == ["case_id"]
     write_parquet(pd.DataFrame({"case_id": [1]}), tmp_path / "outside.parquet")
     assert provenance.read(tmp_path / "outside.parquet") == {}

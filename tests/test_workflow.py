@@ -334,3 +334,34 @@ def test_killed_key_statistics_resume_to_the_same_moments(copied_run, smoke_run)
     assert "resum" in (stats_dir / "key_stats.log").read_text().lower()
     for name, moment in reference.items():
         assert torch.equal(torch.load(stats_dir / name), moment), name
+
+
+@pytest.mark.workflow
+def test_an_unfinished_run_restored_elsewhere_reruns_only_what_is_missing(tiny_run, tmp_path):
+    """`python -m locedit.unfinished` stash → fresh folder → model and statistics → restore: the
+    workflow plans only the jobs whose outputs were not stashed (here one edit job and what follows)."""
+    results, model = tiny_run
+    unfinished = tmp_path / "unfinished-run"
+    shutil.copytree(results, unfinished)
+    for dropped in ("scores.parquet", "editing/rome/fact_forcing/shard0.parquet"):
+        (unfinished / dropped).unlink()
+    stash = tmp_path / "stash"
+    python = [sys.executable, "-m", "locedit.unfinished"]
+    done = subprocess.run([*python, "stash", str(unfinished), str(stash), "--model", "models/tiny-llama"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (stash / "analysis").exists() and (stash / "editing" / "rome" / "error_injection" / "shard0.parquet").exists()
+
+    workdir = tmp_path / "elsewhere"
+    (workdir / "models").mkdir(parents=True)
+    (workdir / "models" / "tiny-llama").symlink_to(model)
+    overlay = tiny_overlay(workdir)
+    restore = [*python, "restore", str(stash), str(workdir / "results" / "smoke")]
+    refused = subprocess.run(restore, capture_output=True, text=True, cwd=workdir)
+    assert refused.returncode != 0 and "--until key_stats" in refused.stderr  # model first, then restore
+    built = snakemake(workdir, "--until", "key_stats", configfiles=(overlay,))
+    assert built.returncode == 0, built.stderr[-3000:]
+    restored = subprocess.run(restore, capture_output=True, text=True, cwd=workdir)
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert planned(workdir, Path(overlay).read_text(), tmp_path) == {"edit": 1, "scores": 1, "regressions": 1, "figures": 1,
+                                                  "localization_figures": 1, "all": 1}

@@ -43,11 +43,12 @@ def score_change(a: pd.DataFrame, b: pd.DataFrame) -> dict:
 
 
 def memit_erasure_steps(args) -> pd.DataFrame:
-    setting = Setting.load(args.configfile, "memit", "fact_erasure", args.cases, args.layer)
+    setting = Setting.load(args.configfile, "memit", "fact_erasure", None, args.layer)  # P(o_true) ≥ 0.02 leaves few
     steps = setting.hparams()["v_steps"]
     ours, _, _ = setting.edit(setting.hparams())
     reference, _, _ = setting.edit(setting.hparams(v_steps=steps - 1))
     return pd.DataFrame([{"deviation": f"MEMIT FE: {steps} updates vs the reference's {steps - 1}",
+                          "cases": len(setting.requests),
                           **score_change(reference, ours)}])
 
 
@@ -65,7 +66,8 @@ def template_lengths(args) -> pd.DataFrame:
         ours, _, _ = setting.edit(setting.hparams())
         for name, templates in sampled.items():
             other, _, _ = setting.edit(setting.hparams(), templates=templates[method])
-            rows.append({"deviation": f"{method.upper()} EI templates: ours vs {name}", **score_change(other, ours)})
+            rows.append({"deviation": f"{method.upper()} EI templates: ours vs {name}", "cases": len(setting.requests),
+                         **score_change(other, ours)})
     return pd.DataFrame(rows)
 
 
@@ -85,9 +87,9 @@ def forcing_evaluation_noise(args) -> pd.DataFrame:
         pick = ours.prompt_type == kind
         diff = (ours.p_target - reference.p_target)[pick]
         rows.append({"deviation": f"FF pre-edit P(o_true), {kind}: same draw per prompt vs a slice per row",
-                     "mean P ours": round(ours.p_target[pick].mean(), 4),
-                     "mean P reference": round(reference.p_target[pick].mean(), 4),
-                     "max |ΔP|": round(diff.abs().max(), 4), "mean |ΔP|": round(diff.abs().mean(), 4)})
+                     "mean P ours": round(ours.p_target[pick].mean(), 5),
+                     "mean P reference": round(reference.p_target[pick].mean(), 5),
+                     "max |ΔP|": round(diff.abs().max(), 5), "mean |ΔP|": round(diff.abs().mean(), 5)})
     return pd.DataFrame(rows)
 
 
