@@ -109,8 +109,9 @@ def draw_localization_figures(scores: pd.DataFrame, tables: dict[str, pd.DataFra
 
 def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: list[str], wall_s: float | None,
             commit: str | None = None) -> Path:
-    """Copy a finished run's scores and MLP tracing tables into ``folder/groups/<run>/`` with its
-    config, commit and per-stage wall times (from the run's benchmark files)."""
+    """Copy a finished run's scores and tracing tables (MLP per window; hidden and attention where
+    the run traced them) into ``folder/groups/<run>/`` with its config, commit and per-stage wall
+    times (from the run's benchmark files)."""
     run_dir = Path(run_dir)
     group = Path(folder) / "groups" / run_dir.name
     group.mkdir(parents=True, exist_ok=True)
@@ -120,9 +121,10 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
         config = _merged(config, yaml.safe_load(Path(path).read_text()))
     main, *others = configured(config)
     windows = []
-    for table in sorted(Path(main.folder(str(run_dir))).glob("mlp_w*.parquet")):
+    for table in sorted(Path(main.folder(str(run_dir))).glob("*_w*.parquet")):  # mlp; hidden, attn where traced
         shutil.copyfile(table, group / f"tracing_{table.name}")
-        windows.append(int(table.stem.removeprefix("mlp_w")))
+        if table.stem.startswith("mlp_w"):
+            windows.append(int(table.stem.removeprefix("mlp_w")))
     window = config["editing"]["effect_window"]
     for loc in others:
         shutil.copyfile(loc.table(str(run_dir), "mlp", window), group / f"tracing_{loc.id}_mlp_w{window}.parquet")
