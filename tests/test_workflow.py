@@ -264,7 +264,8 @@ def test_jobs_as_separate_submitted_processes_reproduce_every_table(tiny_run, tm
     (workdir / "models").mkdir(parents=True)
     (workdir / "models" / "tiny-llama").symlink_to(model)
     done = snakemake(workdir, "--executor", "cluster-generic", "--cluster-generic-submit-cmd",
-                     str(REPO / "tests" / "local_submit.sh"), "--jobs", "2", configfiles=(tiny_overlay(workdir),))
+                     str(REPO / "tests" / "local_submit.sh"), "--jobs", "2", "--seconds-between-status-checks", "1",
+                     configfiles=(tiny_overlay(workdir),))  # the default 10 s poll dominated this test
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "cluster-generic" in done.stdout + done.stderr
     first, second = tables(results), tables(workdir / "results" / "smoke")
