@@ -73,7 +73,7 @@ def gpt2_tokenizer(tmp_path_factory):
 
 def trained_tiny_model(folder: Path, facts: list[str], layers: int = 6, steps: int = 200) -> Path:
     """A 6-layer Llama (d = 64, GPT-2 tokenizer) trained until it continues each of ``facts``'
-    prompts with its last word, saved as a local Hugging Face folder (about 10 s on one thread).
+    prompts with its last word, saved as a local Hugging Face folder (200 Adam steps: seconds).
 
         >>> trained_tiny_model(tmp / "tiny", ["Ferrari F40, developed by Ferrari"])   # doctest: +SKIP
 

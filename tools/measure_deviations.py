@@ -53,16 +53,17 @@ def memit_erasure_steps(args) -> pd.DataFrame:
 
 
 def template_lengths(args) -> pd.DataFrame:
-    rows = []
+    rows, sampled = [], None
     for method in ("rome", "memit"):
         setting = Setting.load(args.configfile, method, "error_injection", args.cases, args.layer)
-        seed = setting.editing["templates_seed"]
-        lengths = [tuple(p) for p in setting.editing.get("rome_template_lengths", ROME_LENGTHS)]
-        shorter = [(n - 1, count) for n, count in lengths]
-        sampled = {
-            "reference lengths": context_templates(setting.model, setting.tok, seed, shorter, memit_length=9),
-            "another seed": context_templates(setting.model, setting.tok, seed + 1, lengths),
-        }
+        if sampled is None:  # both methods' templates at once, as the workflow samples them
+            seed = setting.editing["templates_seed"]
+            lengths = [tuple(p) for p in setting.editing.get("rome_template_lengths", ROME_LENGTHS)]
+            shorter = [(n - 1, count) for n, count in lengths]
+            sampled = {
+                "reference lengths": context_templates(setting.model, setting.tok, seed, shorter, memit_length=9),
+                "another seed": context_templates(setting.model, setting.tok, seed + 1, lengths),
+            }
         ours, _, _ = setting.edit(setting.hparams())
         for name, templates in sampled.items():
             other, _, _ = setting.edit(setting.hparams(), templates=templates[method])
