@@ -135,21 +135,43 @@ class _Stop(Exception):
     pass
 
 
+def _stop(_module, _inputs, _output):
+    raise _Stop
+
+
+def forward_until(model: nn.Module, batch: dict[str, torch.Tensor], last: str | None) -> None:
+    """``model.base_model(**batch)`` that ends as soon as module ``last`` has run (``None``: the whole
+    pass); hooks registered before the call have seen every output up to ``last``, and nothing
+    above it is computed. Capturing a layer's states needs no more than this::
+
+        >>> with capture_outputs(model, ["model.layers.3"]) as seen:           # doctest: +SKIP
+        ...     forward_until(model, batch, "model.layers.3")                 # layers 4.. never run
+    """
+    batch = {"use_cache": False, **batch}
+    if last is None:
+        model.base_model(**batch)
+        return
+    handle = model.get_submodule(last).register_forward_hook(_stop)  # after the hooks already there
+    try:
+        model.base_model(**batch)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+
+
 @torch.no_grad()
 def layer_input(model: nn.Module, layers_path: str, batch: dict[str, torch.Tensor], start: int) -> LayerInput:
     """Run ``batch`` through layers ``0 .. start-1`` only and keep what enters layer ``start``."""
-    layers = model.get_submodule(layers_path)
+    last = f"{layers_path}.{max(start - 1, 0)}"
     seen: dict[str, Any] = {}
 
     def keep(_module, _inputs, output):
-        seen["out"] = output
-        raise _Stop
+        seen["out"] = output  # the whole output: whether the layer returns a tuple matters
 
-    handle = layers[max(start - 1, 0)].register_forward_hook(keep)
+    handle = model.get_submodule(last).register_forward_hook(keep)
     try:
-        model.base_model(**{"use_cache": False, **batch})
-    except _Stop:
-        pass
+        forward_until(model, batch, last)
     finally:
         handle.remove()
     returns_tuple = isinstance(seen["out"], tuple)

@@ -59,6 +59,22 @@ class Architecture:
     def layer(self, i: int) -> str:
         return self.layer_template.format(i)
 
+    def layer_of(self, name: str) -> int | None:
+        """The index of the decoder layer that holds module ``name`` (None outside the layers).
+
+            >>> ARCHITECTURES["llama"].layer_of("model.layers.6.mlp.down_proj"), ARCHITECTURES["llama"].layer_of("lm_head")
+            (6, None)
+        """
+        prefix = self.layer_template.split("{}")[0]
+        index = name.removeprefix(prefix).split(".")[0] if name.startswith(prefix) else ""
+        return int(index) if index.isdigit() else None
+
+    def last_layer_for(self, names: list[str]) -> str | None:
+        """The decoder layer after which every module in ``names`` has run (None when one lies
+        outside the layers, or there are none): a pass that only reads them can stop there."""
+        indices = [self.layer_of(name) for name in names]
+        return self.layer(max(indices)) if indices and None not in indices else None
+
     def mlp(self, i: int) -> str:
         return self.mlp_template.format(i)
 

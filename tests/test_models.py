@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from locedit.corruption import GaussianNoise
-from locedit.hooks import capture_inputs, capture_outputs, edit_outputs
+from locedit.hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
 from locedit.models import ARCHITECTURES, architecture_of, model_slug, num_layers
 from locedit.prompts import encode, gather_target_log_probs
 from locedit.tracing import trace
@@ -37,6 +37,25 @@ def test_every_registered_module_exists_and_its_hook_fires(model_type, gpt2_toke
     assert all(k.shape == (*ids.shape, d_in) for k in keys.values())
     assert model.get_submodule(arch.unembedding) is model.get_output_embeddings()
     assert len(model.get_submodule(arch.layers)) == n
+
+
+@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
+def test_a_pass_stopped_after_a_layer_reads_what_a_full_pass_does(model_type, gpt2_tokenizer):
+    """forward_until(…, the layer holding the read modules): their states are a full pass's, bit
+    for bit, and no layer above it runs."""
+    model = tiny_model(model_type)
+    arch = architecture_of(model)
+    read = [arch.down_proj(1), arch.layer(1)]
+    assert arch.layer_of(read[0]) == 1 and arch.last_layer_for(read) == arch.layer(1)
+    assert arch.last_layer_for([*read, arch.final_norm]) is None  # outside the layers: the whole pass
+    batch = {"input_ids": torch.tensor([encode(gpt2_tokenizer, PROMPT, TARGET).ids])}
+    with capture_inputs(model, read[:1]) as full_in, capture_outputs(model, read[1:]) as full_out:
+        model.base_model(**batch)
+    with capture_inputs(model, read[:1]) as part_in, capture_outputs(model, read[1:]) as part_out, \
+            capture_outputs(model, [arch.layer(2)]) as above:
+        forward_until(model, batch, arch.last_layer_for(read))
+    assert torch.equal(part_in[read[0]], full_in[read[0]]) and torch.equal(part_out[read[1]], full_out[read[1]])
+    assert not above
 
 
 @pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..hooks import capture_inputs, capture_outputs, edit_outputs
+from ..hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
 from ..models import architecture_of
 from ..noise import row_noise_hook
 from ..problems import EditRequest
@@ -98,7 +98,8 @@ def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (
     With ``sigma`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
     own subject tokens (copies of the batch one after another, each case drawing from its own
     ``RandomState(seed)``, so a case draws the same noise whatever shares its batch).
-    ``updates`` (per-case, per-row) are in place during the pass.
+    ``updates`` (per-case, per-row) are in place during the pass, which stops at the deepest
+    layer the named modules sit in.
     """
     copies = 1 if sigma is None else NOISED_STATE_SAMPLES
     batch = {k: v.repeat(copies, 1) for k, v in rows.rows.batch.items()}
@@ -110,7 +111,7 @@ def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (
                                                                  rng=case_generators(row_case, seed))
     with rows_updated(model, updates or {}, row_case), capture_inputs(model, list(inputs_of)) as seen_in, \
             capture_outputs(model, list(outputs_of)) as seen_out, edit_outputs(model, edits):
-        model.base_model(**batch, use_cache=False)
+        forward_until(model, batch, architecture_of(model).last_layer_for([*inputs_of, *outputs_of]))
     picked = torch.arange(len(lookup), device=lookup.device)
     out = {}
     for kind, seen in (("in", seen_in), ("out", seen_out)):
