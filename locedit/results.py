@@ -168,11 +168,14 @@ def load_groups(folder: Path) -> tuple[pd.DataFrame, dict[int, pd.DataFrame], li
     return scores, tables, [json.loads((g / "run.json").read_text()) for g in groups]
 
 
-def analyse(folder: Path, n_boot: int = 1000) -> None:
+def analyse(folder: Path, n_boot: int | None = None) -> None:
     """r2.csv, r2_concentrated.csv, summary.md and figures/ of the union of ``folder``'s groups
-    (model, layer count, effect and windows from the groups' ``run.json``, which must agree)."""
+    (model, layer count, effect and windows from the groups' ``run.json``, which must agree;
+    ``n_boot`` bootstrap resamples, by default the runs' own ``analysis.bootstrap``, else 1000)."""
     folder = Path(folder)
     scores, tables, runs = load_groups(folder)
+    if n_boot is None:
+        n_boot = max((r.get("config", {}).get("analysis") or {}).get("bootstrap", 1000) for r in runs)
     keys = ("model", "n_layers", "effect_window", "effect", "correlation_layer")
     settings = {k: {json.dumps(r[k]) for r in runs} for k in keys}
     differing = {k: v for k, v in settings.items() if len(v) > 1}
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--commit", default=None, help="the commit that ran it (default: this checkout's HEAD)")
     rebuild = commands.add_parser("analyse", help="regressions, summary and figures from a results folder")
     rebuild.add_argument("folder", type=Path)
-    rebuild.add_argument("--bootstrap", type=int, default=1000, help="resamples of cases for the 95%% intervals")
+    rebuild.add_argument("--bootstrap", type=int, default=None,
+                         help="resamples of cases for the 95%% intervals (default: the runs' analysis.bootstrap, 1000)")
     args = parser.parse_args(argv)
     if args.command == "collect":
         print(collect(args.run_dir, args.folder, args.config, args.override, args.wall_s, args.commit))

@@ -43,7 +43,7 @@ rule check_correctness:
         f"{BENCH}/check_correctness.tsv"
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         correctness=config["correctness"],
         model=model_params(),
@@ -63,7 +63,7 @@ rule noise_level:
         f"{BENCH}/noise_level.tsv"
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         noise=config["noise"],
         model=model_params(),

@@ -34,7 +34,7 @@ rule noised_targets:
         f"{BENCH}/noised_targets.tsv"
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         editing=pick(
             "editing", "max_cases", "noised_target_tokens", "ff_noise_samples", "seed"
@@ -57,7 +57,7 @@ rule essence_texts:
         f"{BENCH}/essence_texts.tsv"
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         editing=pick("editing", "max_cases", "essence", "seed"),
         model=model_params(),
@@ -83,7 +83,7 @@ rule pre_edit:
         problem="|".join(PROBLEM_NAMES),
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         editing=pick("editing", "max_cases", "seed"),
         model=model_params(),
@@ -107,7 +107,7 @@ rule edit:
         shard=r"\d+",
     conda:
         "../../envs/locedit.yaml"
-    threads: config["editing"].get("threads", 1)
+    threads: config["model"].get("threads") or config["editing"].get("threads", 1)
     params:
         editing=edit_settings,
         layers=CENTRAL_LAYERS,

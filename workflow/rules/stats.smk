@@ -13,7 +13,7 @@ rule key_stats:
         f"{STATS_DIR}/key_stats.benchmark.tsv"
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         stats=config["stats"],
         model=model_params(),

@@ -17,7 +17,7 @@ rule trace:
         window=r"\d+",
     conda:
         "../../envs/locedit.yaml"
-    threads: 2
+    threads: MODEL_THREADS
     params:
         tracing=pick(
             "tracing",
