@@ -60,10 +60,10 @@ TINY_PROBLEMS = ["error_injection", "tracing_reversal", "fact_forcing"]  # each 
 
 def tiny_overlay(workdir: Path) -> str:
     """An overlay of configs/smoke.yaml that runs the tiny model kept in ``workdir/models``: every
-    rule, fewer jobs per rule (MLP traces; the problems that draw noise) than the Gemma smoke run,
-    which covers every kind, method and problem on the real model."""
+    rule; every trace kind (the Gemma smoke run traces the MLP only) and the problems that draw
+    noise (the Gemma run edits every method x problem)."""
     overlay = workdir / "tiny.yaml"
-    overlay.write_text("model: {name: models/tiny-llama, num_layers: 6}\ntracing: {kinds: [mlp]}\n"
+    overlay.write_text("model: {name: models/tiny-llama, num_layers: 6}\ntracing: {kinds: [hidden, mlp, attn]}\n"
                        f"editing: {{layers: [1, 4], problems: [{', '.join(TINY_PROBLEMS)}]}}\n")
     return str(overlay)
 
@@ -89,7 +89,7 @@ def test_smoke_workflow_produces_every_table(smoke_run):
     correctness = pd.read_parquet(results / "correctness.parquet")
     assert correctness.is_correct.any()
     traced = set(correctness.case_id[correctness.is_correct])
-    for kind in ("hidden", "mlp", "attn"):
+    for kind in ("mlp",):  # hidden and attn: test_jobs_as_separate_submitted_processes_reproduce_every_table
         table = pd.read_parquet(results / "tracing" / f"{kind}_w5.parquet")
         assert set(table.case_id) == traced
         assert (table.kind == kind).all() and (table.window == 5).all()
@@ -217,9 +217,9 @@ MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context
 @pytest.mark.workflow
 @pytest.mark.parametrize("override,expected", [
     # Fig. 2-style heatmaps only: tracing itself does not read heatmap_cases
-    ("tracing: {heatmap_cases: 1}", {"trace_heatmaps": 3, "all": 1}),
-    # a new window: its traces and heatmaps, and Fig. 10 (which plots every MLP window); window 5 stays
-    ("tracing: {windows: [5, 3]}", {"trace": 3, "trace_heatmaps": 3, "figures": 1, "all": 1}),
+    ("tracing: {heatmap_cases: 1}", {"trace_heatmaps": 1, "all": 1}),
+    # a new window: its trace and heatmaps, and Fig. 10 (which plots every MLP window); window 5 stays
+    ("tracing: {windows: [5, 3]}", {"trace": 1, "trace_heatmaps": 1, "figures": 1, "all": 1}),
     # one method's hyperparameter: that method's edit jobs and the tables built from all of them
     ("editing: {hparams: {rome: {v_steps: 4}}}",
      {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "localization_figures": 1, "all": 1}),
@@ -237,7 +237,7 @@ def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override
 def test_a_changed_model_dtype_reruns_every_model_running_job(smoke_run, tmp_path):
     results, _ = smoke_run
     jobs = planned(results.parent.parent, "model: {dtype: bfloat16}", tmp_path)
-    assert MODEL_JOBS <= set(jobs) and jobs["edit"] == 20 and jobs["trace"] == 3 and jobs["pre_edit"] == 5
+    assert MODEL_JOBS <= set(jobs) and jobs["edit"] == 20 and jobs["trace"] == 1 and jobs["pre_edit"] == 5
     assert "select_cases" not in jobs and "prepare_model" not in jobs
 
 
@@ -275,7 +275,8 @@ def test_jobs_as_separate_submitted_processes_reproduce_every_table(tiny_run, tm
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "cluster-generic" in done.stdout + done.stderr
     first, second = tables(results), tables(workdir / "results" / "smoke")
-    assert first.keys() == second.keys() and len(first) == 4 + 4 * len(TINY_PROBLEMS) + len(TINY_PROBLEMS) + 2 + 1
+    assert {f"tracing/{kind}_w5.parquet" for kind in ("hidden", "mlp", "attn")} <= set(first)
+    assert first.keys() == second.keys() and len(first) == 6 + 4 * len(TINY_PROBLEMS) + len(TINY_PROBLEMS) + 2 + 1
     scores = pd.read_parquet(results / "scores.parquet")
     assert len(scores.groupby(["method", "problem"])) == 4 * len(TINY_PROBLEMS) and set(scores.layer) == {1, 4}
     for name in first:  # bit-identical (the Snakefile sets MKL's strict reproducible mode)
