@@ -44,9 +44,10 @@ for _var, _value in {
 
 RUN = f"results/{config['run']}"
 MODEL_DIR = f"resources/models/{model_slug(config['model']['name'])}"
-# cores a model-running job reserves: model.threads where set (the job runs that many torch
-# threads), else 2; edit jobs editing.threads (1: two side by side on 2 cores)
+# cores a model-running job reserves and the torch threads it runs (locedit.jobs): model.threads
+# where set, else 2; edit jobs else editing.threads (1: two side by side on 2 cores)
 MODEL_THREADS = config["model"].get("threads") or 2
+EDIT_THREADS = config["model"].get("threads") or config["editing"].get("threads", 1)
 LOGS = f"{RUN}/logs"
 BENCH = f"{RUN}/benchmarks"
 METHOD_NAMES = list(METHODS)

@@ -37,8 +37,7 @@ def job(smk: Any) -> Iterator[None]:
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = stream
     logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-    threads = (getattr(smk.params, "model", None) or {}).get("threads") or smk.threads
-    torch.set_num_threads(max(1, int(threads)))
+    torch.set_num_threads(max(1, int(smk.threads)))  # the rule's threads: model.threads where set (Snakefile)
     start = time.time()
     token = provenance.start(provenance.job_record(smk))  # every table the job writes carries it
     try:

@@ -80,7 +80,7 @@ def test_trace_table_has_one_row_per_token_and_layer(gpt2_tokenizer):
 def test_batched_equals_plain_on_gemma(gemma):
     model, tok = gemma
     args = (model, tok, "Michael Jordan plays the sport of", "Michael Jordan", "basketball")
-    plain, low, clean = plain_trace(*args, kind="mlp", window=10, samples=3, sigma=3.09)  # 3 noised rows: a third of 10's time
+    plain, low, clean = plain_trace(*args, kind="mlp", window=10, samples=3, sigma=3.09)  # 3 noised rows (was 10): fewer rows per pass
     fast = trace(*args, GaussianNoise(3.09, samples=3), kind="mlp", window=10)
     assert np.abs(fast.scores - plain).max() <= 1e-5
     assert clean > 0.5 and low < 0.1  # Gemma knows the fact; the noise destroys it

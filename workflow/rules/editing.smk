@@ -12,6 +12,7 @@ rule context_templates:
         f"{BENCH}/context_templates.tsv"
     conda:
         "../../envs/locedit.yaml"
+    threads: MODEL_THREADS
     params:
         seed=config["editing"]["templates_seed"],
         rome_lengths=config["editing"]["rome_template_lengths"],
@@ -107,7 +108,7 @@ rule edit:
         shard=r"\d+",
     conda:
         "../../envs/locedit.yaml"
-    threads: config["model"].get("threads") or config["editing"].get("threads", 1)
+    threads: EDIT_THREADS
     params:
         editing=edit_settings,
         layers=CENTRAL_LAYERS,
