@@ -1,5 +1,5 @@
 """Results folders: groups of runs merged for the analysis, refused when they overlap or disagree;
-the committed Gemma folder's analysis rebuilds to the committed r2.csv."""
+every committed model folder's analysis rebuilds to its committed r2.csv."""
 
 import json
 import shutil
@@ -11,7 +11,7 @@ import pytest
 from locedit.results import analyse, load_groups
 
 REPO = Path(__file__).resolve().parents[1]
-COMMITTED = REPO / "docs" / "results" / "gemma-3-270m"
+COMMITTED = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/groups"))
 
 
 def group(folder: Path, run: str, case_ids: list[int], **info) -> None:
@@ -54,11 +54,11 @@ def test_an_empty_folder_says_what_to_do(tmp_path):
         load_groups(tmp_path)
 
 
-@pytest.mark.skipif(not COMMITTED.exists(), reason="no committed Gemma results yet")
-def test_committed_gemma_analysis_rebuilds_exactly(tmp_path):
-    """The statistics a reader re-runs from docs/results/gemma-3-270m alone equal the committed ones."""
-    copy = tmp_path / COMMITTED.name
-    shutil.copytree(COMMITTED / "groups", copy / "groups")
+@pytest.mark.parametrize("committed", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_analysis_rebuilds_exactly(tmp_path, committed):
+    """The statistics a reader re-runs from docs/results/<model> alone equal the committed ones."""
+    copy = tmp_path / committed.name
+    shutil.copytree(committed / "groups", copy / "groups")
     analyse(copy)
     for name in ("r2.csv", "r2_concentrated.csv", "summary.md"):
-        assert (copy / name).read_text() == (COMMITTED / name).read_text(), name
+        assert (copy / name).read_text() == (committed / name).read_text(), name
