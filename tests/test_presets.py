@@ -79,6 +79,16 @@ def test_the_embedded_model_keeps_its_tuned_values():
     assert hparams_for(editing, "ft1", FA)["norm_constraint"] == 2.5e-4
 
 
+def test_the_second_embedded_model_gets_its_own_tuned_values():
+    cfg = load_config("configs/paper-smollm2.yaml")
+    editing = cfg["editing"]
+    assert cfg["model"]["name"] == "smollm2-135m-instruct"
+    assert editing["tuned_from"] == "configs/tuned/smollm2-135m-instruct.yaml"
+    assert central_layers(editing["layers"], 30) == [0, 4, 8, 12, 16, 20, 24, 28, 29]
+    assert hparams_for(editing, "memit", EI)["v_lr"] == 0.5 and hparams_for(editing, "memit", FF)["v_lr"] == 2.0
+    assert hparams_for(editing, "ft1", FF)["steps"] == 50 and hparams_for(editing, "ft1", EI)["norm_constraint"] == 1e-2
+
+
 def test_config_values_win_over_the_tuning_file_and_none_turns_it_off():
     cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())  # as written, before the tuning file
     cfg["editing"]["hparams"] = {"memit": {"v_lr": 0.7}}
