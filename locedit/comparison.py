@@ -23,7 +23,7 @@ import pandas as pd
 from .editing import METHODS
 from .problems import PROBLEMS
 from .results import load_groups
-from .summary import _lookup, _num, _pvalue, paper_tables
+from .summary import _lookup, _num, _pvalue, fit_errors, paper_tables
 from .tracing import tracing_effects
 
 PAPER_GPT2_XL = ("GPT-2 XL (the paper's Fig. 13: error injection and fact forcing, 14 layers, window 10): "
@@ -145,18 +145,14 @@ def peak_table(models: list[ModelResults]) -> list[str]:
     return lines
 
 
-def table7(models: list[ModelResults]) -> list[str]:
+def table7(models: list[ModelResults], paper: pd.DataFrame) -> list[str]:
     lines = ["| model | metric | R² layer vs tracing | RMSE | MAE |", "|---|---|---|---|---|"]
-    for m in models:
-        for metric in ("rewrite", "overall"):
-            row = _lookup(m.r2, method="rome", problem="error_injection", metric=metric)
-            if row is not None:
-                lines.append(f"| {m.name} | {metric} | " + " | ".join(
-                    f"{_num(row[a])} vs {_num(row[b])}" for a, b in
-                    (("r2_layer", "r2_trace"), ("rmse_layer", "rmse_trace"), ("mae_layer", "mae_trace"))) + " |")
-    lines += ["| GPT-J, paper | rewrite | .947 vs .016 | .073 vs .315 | .02 vs .206 |",
-              "| GPT-J, paper | overall | .618 vs .003 | .133 vs .216 | .11 vs .183 |"]
-    return lines
+    rows = [(m.name, metric, _lookup(m.r2, method="rome", problem="error_injection", metric=metric))
+            for m in models for metric in ("rewrite", "overall")]
+    rows += [("GPT-J, paper", metric, _lookup(paper, table=7, method="rome", problem="error_injection", metric=metric))
+             for metric in ("rewrite", "overall")]
+    return lines + [f"| {name} | {metric} | " + " | ".join(fit_errors(row)) + " |" for name, metric, row in rows
+                    if row is not None]
 
 
 def comparison_markdown(folders: list[Path]) -> str:
@@ -178,7 +174,7 @@ def comparison_markdown(folders: list[Path]) -> str:
              "Tracing peak: the layer of each case's largest MLP effect at the effect window; best layer: the "
              "central layer with the highest mean rewrite score (depth = layer / (layers − 1); mean score).", "",
              *peak_table(models), "",
-             "## Table 7: ROME error injection, layer vs tracing", "", *table7(models), ""]
+             "## Table 7: ROME error injection, layer vs tracing", "", *table7(models, paper), ""]
     return "\n".join(lines)
 
 

@@ -142,7 +142,7 @@ def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.D
                           ("essence", "Essence score (App. B)")):
         if metric in set(ours.metric):
             parts += [f"## {title} (this run only)", "", _ours_only(ours, metric), ""]
-    parts += _table7(ours)
+    parts += _table7(ours, paper)
     parts += [
         "## Fig. 4 — rewrite score vs tracing effect at one layer",
         "",
@@ -197,18 +197,21 @@ def _ours_only(ours: pd.DataFrame, metric: str) -> str:
     return "\n".join(lines)
 
 
-def _table7(ours: pd.DataFrame) -> list[str]:
+def fit_errors(row: dict) -> list[str]:
+    """``layer vs tracing`` for R², RMSE and MAE of one regression row (ours or the paper's Table 7)."""
+    return [f"{_num(row[a])} vs {_num(row[b])}" for a, b in
+            (("r2_layer", "r2_trace"), ("rmse_layer", "rmse_trace"), ("mae_layer", "mae_trace"))]
+
+
+def _table7(ours: pd.DataFrame, paper: pd.DataFrame) -> list[str]:
     lines = ["## Table 7 — ROME, error injection: layer vs tracing", "",
              "| metric | R² (this run) | RMSE | MAE | paper R² | paper RMSE | paper MAE |", "|---|---|---|---|---|---|---|"]
-    paper = {"rewrite": (".947 vs .016", ".073 vs .315", ".02 vs .206"),
-             "overall": (".618 vs .003", ".133 vs .216", ".11 vs .183")}
     for metric in ("rewrite", "overall"):
         row = _lookup(ours, method="rome", problem="error_injection", metric=metric)
         if row is None:
             continue
-        ours_cells = [f"{_num(row[a])} vs {_num(row[b])}" for a, b in
-                      (("r2_layer", "r2_trace"), ("rmse_layer", "rmse_trace"), ("mae_layer", "mae_trace"))]
-        lines.append(f"| {metric} | " + " | ".join(ours_cells + list(paper[metric])) + " |")
+        theirs = _lookup(paper, table=7, method="rome", problem="error_injection", metric=metric)
+        lines.append(f"| {metric} | " + " | ".join(fit_errors(row) + (fit_errors(theirs) if theirs else ["–"] * 3)) + " |")
     return lines + [""]
 
 
