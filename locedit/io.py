@@ -67,6 +67,10 @@ class CaseCheckpoint:
         ...     ckpt.save(case_id, table_for(case_id))
         >>> ckpt.merge("results/run/tracing/mlp_w5.parquet")                                  # doctest: +SKIP
 
+    A job whose unit of work is long (an edit batch: its cases at every central layer) also keeps
+    each finished layer of the cases in progress (:meth:`save_layer`), so it resumes at the next
+    layer; :meth:`save` of the whole case replaces them.
+
     A checkpoint made with other ``params`` is discarded, so a changed setting never mixes in.
     """
 
@@ -92,6 +96,20 @@ class CaseCheckpoint:
 
     def save(self, case_id: int, table: pd.DataFrame) -> None:
         write_parquet(table, self._path(case_id))
+        for part in self.folder.glob(f"layer_*_case_{case_id}.parquet"):
+            part.unlink()
+
+    def _layer_path(self, case_id: int, layer: int) -> Path:
+        return self.folder / f"layer_{layer}_case_{case_id}.parquet"
+
+    def save_layer(self, case_id: int, layer: int, table: pd.DataFrame) -> None:
+        """One finished layer of a case still in progress."""
+        write_parquet(table, self._layer_path(case_id, layer))
+
+    def load_layer(self, case_id: int, layer: int) -> pd.DataFrame | None:
+        """The saved table of ``layer`` of ``case_id`` (:meth:`save_layer`), or None."""
+        path = self._layer_path(case_id, layer)
+        return pd.read_parquet(path) if path.exists() else None
 
     def merge(self, case_ids: list[int], path: str | Path, provenance: dict[str, Any] | None = None) -> Path:
         """Concatenate the cases in ``case_ids`` order into ``path``, then remove the checkpoint."""

@@ -141,7 +141,8 @@ def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noi
                  seed: int = 1, essence: pd.DataFrame | None = None, batch_cases: int = 1,
                  mixed_precision: bool = False) -> None:
     """Edit and evaluate every (case, layer), ``batch_cases`` cases per pass (the weights are never
-    written); each finished batch's cases go to ``checkpoint``. ``edit_s`` / ``eval_s`` are the
+    written); each finished batch's cases go to ``checkpoint``, and each finished layer of a batch
+    in progress too (a killed job resumes at the layer it was editing). ``edit_s`` / ``eval_s`` are the
     batch's times divided by its cases."""
     spec = METHODS[method]
     n_layers = model.config.num_hidden_layers
@@ -157,13 +158,20 @@ def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noi
         parts: dict[int, list[pd.DataFrame]] = {c: [] for c in batch}
         lower = LowerLayers()  # the batch's unedited evaluation states, shared by its layers
         for central in layers:
+            saved = [checkpoint.load_layer(c, central) for c in batch]
+            if all(table is not None for table in saved):  # a killed job's finished layer
+                for c, table in zip(batch, saved):
+                    parts[c].append(table)
+                continue
             window = edited_layers(central, spec.window, n_layers)
             tables, edit_s, eval_s = edit_and_evaluate(model, tok, method, reqs, window, hparams, stats,
                                                        method_templates, seed, mixed_precision, lower)
             for req, post in zip(reqs, tables):
-                parts[req.case_id].append(post.assign(
-                    case_id=req.case_id, layer=central, edited_layers=",".join(map(str, window)), target=req.target,
-                    baseline=req.baseline, edit_s=edit_s / len(reqs), eval_s=eval_s / len(reqs)))
+                table = post.assign(case_id=req.case_id, layer=central, edited_layers=",".join(map(str, window)),
+                                    target=req.target, baseline=req.baseline, edit_s=edit_s / len(reqs),
+                                    eval_s=eval_s / len(reqs))
+                checkpoint.save_layer(req.case_id, central, table)
+                parts[req.case_id].append(table)
         for case_id, tables in parts.items():
             checkpoint.save(case_id, pd.concat(tables, ignore_index=True).assign(method=method, problem=problem))
         progress.update(len(batch))

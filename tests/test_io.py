@@ -1,8 +1,13 @@
 """Per-case checkpoints: resumed work merges into the same table as an uninterrupted run."""
 
 import pandas as pd
+import pytest
 
+from locedit import sweep
 from locedit.io import CaseCheckpoint, write_parquet
+from locedit.problems import EditRequest
+
+from conftest import tiny_model
 
 
 def table(case_id):
@@ -33,3 +38,59 @@ def test_changed_settings_discard_the_checkpoint(tmp_path):
 def test_atomic_write_leaves_no_temporary_file(tmp_path):
     write_parquet(table(1), tmp_path / "a.parquet")
     assert [p.name for p in tmp_path.iterdir()] == ["a.parquet"]
+
+
+def test_finished_layers_of_a_case_in_progress_are_kept_until_the_case_is_saved(tmp_path):
+    ckpt = CaseCheckpoint(tmp_path / "job", {})
+    ckpt.save_layer(3, 4, table(3))
+    assert ckpt.todo([3]) == [3]  # a layer is not the case
+    pd.testing.assert_frame_equal(ckpt.load_layer(3, 4), table(3))
+    assert ckpt.load_layer(3, 8) is None
+    ckpt.save(3, table(3))
+    assert ckpt.load_layer(3, 4) is None and ckpt.todo([3]) == []
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL in the middle of an edit job."""
+
+
+def test_a_killed_edit_job_resumes_at_the_layer_it_was_editing(tmp_path, monkeypatch, gpt2_tokenizer):
+    """An edit job (a batch of 2 cases at central layers 1 and 3) killed while editing layer 3
+    keeps layer 1, edits only layer 3 when rerun, and merges to the uninterrupted job's table."""
+    model = tiny_model("llama", init_range=0.45)
+    reqs = [EditRequest(case_id=i, prompt=p, subject=s, target=t, baseline=b, paraphrases=(f"Also. {p}",),
+                        neighborhood=("Paris is in",))
+            for i, (s, p, t, b) in enumerate([("Danielle Darrieux", "The mother tongue of Danielle Darrieux is",
+                                               "English", "French"),
+                                              ("Toko Yasuda", "Toko Yasuda plays the instrument", "piano", "guitar")])]
+    monkeypatch.setattr(sweep, "requests", lambda *args, **kwargs: iter(reqs))
+    cases = pd.DataFrame({"case_id": [0, 1]})
+    hparams = {"steps": 3, "norm_constraint": 1e-2}
+
+    def job(folder, edit):
+        monkeypatch.setattr(sweep, "edit_and_evaluate", edit)
+        ckpt = CaseCheckpoint(folder, {"job": 1})
+        sweep.run_edit_job(model, gpt2_tokenizer, "ft1", "error_injection", cases, None, None, [1, 3], hparams, None,
+                           None, ckpt, batch_cases=2)
+        return ckpt
+
+    real, windows = sweep.edit_and_evaluate, []
+
+    def dies_at_layer_3(model, tok, method, batch, window, *args):
+        if window == [3]:
+            raise Killed
+        return real(model, tok, method, batch, window, *args)
+
+    def counted(model, tok, method, batch, window, *args):
+        windows.append(window)
+        return real(model, tok, method, batch, window, *args)
+
+    expected = pd.read_parquet(job(tmp_path / "whole", real).merge([0, 1], tmp_path / "whole.parquet"))
+    with pytest.raises(Killed):
+        job(tmp_path / "killed", dies_at_layer_3)
+    assert sorted(p.name for p in (tmp_path / "killed").glob("*.parquet")) == ["layer_1_case_0.parquet",
+                                                                               "layer_1_case_1.parquet"]
+    resumed = pd.read_parquet(job(tmp_path / "killed", counted).merge([0, 1], tmp_path / "resumed.parquet"))
+    assert windows == [[3]]
+    timing = ["edit_s", "eval_s"]
+    pd.testing.assert_frame_equal(resumed.drop(columns=timing), expected.drop(columns=timing), check_exact=True)
