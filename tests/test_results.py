@@ -54,6 +54,10 @@ def test_an_empty_folder_says_what_to_do(tmp_path):
         load_groups(tmp_path)
 
 
+def test_results_are_committed_for_both_embedded_models():
+    assert {p.name for p in COMMITTED} >= {"gemma-3-270m", "smollm2-135m-instruct"}
+
+
 @pytest.mark.parametrize("committed", COMMITTED, ids=[p.name for p in COMMITTED])
 def test_committed_analysis_rebuilds_exactly(tmp_path, committed):
     """The statistics a reader re-runs from docs/results/<model> alone equal the committed ones."""
