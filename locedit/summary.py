@@ -98,14 +98,17 @@ def finding(ours: pd.DataFrame) -> tuple[bool, str]:
     )
 
 
-def headline(ours: pd.DataFrame) -> str:
-    """One line: ROME error-injection rewrite R², layer vs layer + tracing."""
+def headline(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> str:
+    """One line: ROME error-injection rewrite R², layer vs layer + tracing, beside the paper's Table 1."""
     row = _lookup(ours, method="rome", problem="error_injection", metric="rewrite")
     if row is None:
         return "no ROME error-injection rows in this run"
+    theirs = _lookup(paper_tables() if paper is None else paper, table=1, method="rome", problem="error_injection",
+                     metric="rewrite")
     return (f"ROME error injection, rewrite score: R² layer {row['r2_layer']:.3f}, tracing {row['r2_trace']:.3f}, "
-            f"both {row['r2_both']:.3f} (tracing adds {row['r2_added']:.3f}; paper .947 / .016 / .948 / .001), "
-            f"n = {row['n']}")
+            f"both {row['r2_both']:.3f} (tracing adds {row['r2_added']:.3f}; paper "
+            + " / ".join(_num(theirs[k]) for k in ("r2_layer", "r2_trace", "r2_both", "r2_added"))
+            + f"), n = {row['n']}")
 
 
 def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.DataFrame,
@@ -122,7 +125,7 @@ def summary_markdown(ours: pd.DataFrame, paper: pd.DataFrame, concentrated: pd.D
         "",
         sentence,
         "",
-        f"**Headline.** {headline(ours)}.",
+        f"**Headline.** {headline(ours, paper)}.",
         "",
         "## Table 1 — ROME, error injection, rewrite score",
         "",
