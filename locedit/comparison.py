@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .editing import METHODS
+from .localization_analysis import peak_layers
 from .problems import PROBLEMS
 from .results import load_groups
 from .summary import _lookup, _num, _pvalue, fit_errors, paper_tables
@@ -44,8 +45,7 @@ class ModelResults:
     def load(cls, folder: Path) -> "ModelResults":
         scores, tables, runs = load_groups(folder)
         window = runs[0]["effect_window"]
-        effects = tracing_effects(tables[window]).dropna(subset=["max_fraction_restored"])
-        peaks = effects.loc[effects.groupby("case_id").max_fraction_restored.idxmax()].set_index("case_id").layer
+        peaks = peak_layers(tracing_effects(tables[window]), "max_fraction_restored")
         by_layer = scores.groupby(["method", "problem", "layer"]).rewrite_score.mean().reset_index()
         return cls(runs[0]["model"], runs[0]["n_layers"], pd.read_csv(Path(folder) / "r2.csv"), peaks, by_layer)
 

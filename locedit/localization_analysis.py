@@ -54,8 +54,8 @@ def agreement(tables: dict[str, pd.DataFrame], effect: str = EFFECT) -> pd.DataF
         joined = main.merge(frame, on=["case_id", "layer"], suffixes=("_main", "")).dropna()
         x, y = joined[f"{effect}_main"], joined[effect]
         varied = len(joined) >= 3 and x.nunique() > 1 and y.nunique() > 1
-        peaks = _peaks(frame, effect)
-        both = _peaks(main, effect).to_frame("main").join(peaks.to_frame("this"), how="inner")
+        peaks = peak_layers(frame, effect)
+        both = peak_layers(main, effect).to_frame("main").join(peaks.to_frame("this"), how="inner")
         rows.append({"localization": loc, "n": len(joined),
                      "pearson": float(scipy_stats.pearsonr(x, y)[0]) if varied else np.nan,
                      "spearman": float(scipy_stats.spearmanr(x, y)[0]) if varied else np.nan,
@@ -64,7 +64,7 @@ def agreement(tables: dict[str, pd.DataFrame], effect: str = EFFECT) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _peaks(effects: pd.DataFrame, effect: str) -> pd.Series:
+def peak_layers(effects: pd.DataFrame, effect: str) -> pd.Series:
     """The layer of each case's largest effect."""
     rows = effects.dropna(subset=[effect])
     return rows.loc[rows.groupby("case_id")[effect].idxmax()].set_index("case_id").layer

@@ -9,8 +9,9 @@ of the jobs in flight, stashed in a committable folder and restored so the workf
 
 A stash holds every file of the run folder except ``analysis/`` (rebuilt in seconds), including
 ``.partial/`` (the checkpoints of jobs that were killed or not finished), so a job resumes at its
-next checkpoint (a traced case; a batch of ``editing.batch_cases`` edited cases). Snakemake decides
-what to rerun from file times: restored files all get one time, later than the model and statistics built before, so nothing restored is redone. (The
+next checkpoint (a traced case; an edited central layer of a batch). Snakemake decides what to rerun
+from file times: restored files all get one time, later than the model and statistics built
+before, so nothing restored is redone. (The
 stash carries no Snakemake metadata, so a changed parameter or script is not noticed for the
 restored outputs: restore into the same commit's code and config.)
 """

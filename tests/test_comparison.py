@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from locedit.comparison import ModelResults, comparison_markdown, peak_table, verdict_lines
 
@@ -48,7 +47,6 @@ def test_verdicts_are_stated_per_problem_with_their_n(tmp_path):
     assert "  - Error Injection (2 cases): holds for ROME." in lines
 
 
-@pytest.mark.skipif(not (REPO / "docs" / "results" / "comparison.md").exists(), reason="no committed comparison")
 def test_committed_comparison_rebuilds_exactly(monkeypatch):
     monkeypatch.chdir(REPO)
     assert comparison_markdown(COMMITTED) == (REPO / "docs" / "results" / "comparison.md").read_text()
