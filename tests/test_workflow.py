@@ -89,7 +89,7 @@ def test_smoke_workflow_produces_every_table(smoke_run):
     correctness = pd.read_parquet(results / "correctness.parquet")
     assert correctness.is_correct.any()
     traced = set(correctness.case_id[correctness.is_correct])
-    # MLP only (hidden and attn: test_jobs_as_separate_submitted_processes_reproduce_every_table)
+    # MLP only (hidden and attn: test_jobs_as_separate_submitted_processes_reproduce_the_tables)
     table = pd.read_parquet(results / "tracing" / "mlp_w5.parquet")
     assert set(table.case_id) == traced
     assert (table.kind == "mlp").all() and (table.window == 5).all()
@@ -254,34 +254,44 @@ TIMING = ["edit_s", "eval_s"]
 def tables(results: Path) -> dict[str, pd.DataFrame]:
     """Every tracing and editing table of a run, without wall-time columns."""
     paths = sorted(results.glob("tracing/*.parquet")) + sorted(results.glob("tracing/*/*.parquet"))
-    paths += sorted(results.glob("editing/**/*.parquet"))
-    paths.append(results / "scores.parquet")
+    paths += sorted(results.glob("editing/**/*.parquet")) + sorted(results.glob("scores.parquet"))
     return {str(p.relative_to(results)): pd.read_parquet(p).drop(columns=TIMING, errors="ignore") for p in paths}
 
 
+ISOLATED_PROBLEM = "fact_forcing"  # draws noise per noised target: the problem most exposed to process state
+
+
 @pytest.mark.workflow
-def test_jobs_as_separate_submitted_processes_reproduce_every_table(tiny_run, tmp_path):
+def test_jobs_as_separate_submitted_processes_reproduce_the_tables(tiny_run, tmp_path):
     """Process isolation and determinism at once: every job is submitted as its own process (the
-    cluster-generic executor with a local submit command), and the tables equal the first run's."""
+    cluster-generic executor with a local submit command) and its table equals the first run's.
+    The second run makes every trace and one problem's edits (each job costs a process start and
+    a Snakefile parse; the other problems run the same scripts)."""
     results, model = tiny_run
     correctness = pd.read_parquet(results / "correctness.parquet")
     assert list(correctness.case_id[correctness.is_correct]) == TINY_KNOWS  # the tiny model knows its facts
+    first = tables(results)
+    # 3 kinds + STR partners + 2 localizations; 4 methods' edits and the pre-edit table per problem;
+    # noised targets, essence texts; scores
+    assert len(first) == 6 + 4 * len(TINY_PROBLEMS) + len(TINY_PROBLEMS) + 2 + 1
+    assert {f"tracing/{kind}_w5.parquet" for kind in ("hidden", "mlp", "attn")} <= set(first)
+    scores = pd.read_parquet(results / "scores.parquet")
+    assert len(scores.groupby(["method", "problem"])) == 4 * len(TINY_PROBLEMS) and set(scores.layer) == {1, 4}
+
+    rerun = [name for name in first if name.startswith("tracing/") or f"/{ISOLATED_PROBLEM}" in name]
     workdir = tmp_path / "isolated"
     (workdir / "models").mkdir(parents=True)
     (workdir / "models" / "tiny-llama").symlink_to(model)
     done = snakemake(workdir, "--executor", "cluster-generic", "--cluster-generic-submit-cmd",
                      str(REPO / "tests" / "local_submit.sh"), "--jobs", "2", "--seconds-between-status-checks", "1",
+                     "--", *(f"results/smoke/{name}" for name in rerun),
                      configfiles=(tiny_overlay(workdir),))  # the default 10 s poll dominated this test
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "cluster-generic" in done.stdout + done.stderr
-    first, second = tables(results), tables(workdir / "results" / "smoke")
-    assert {f"tracing/{kind}_w5.parquet" for kind in ("hidden", "mlp", "attn")} <= set(first)
-    # 3 kinds + STR partners + 2 localizations; 4 methods' edits and the pre-edit table per problem;
-    # noised targets, essence texts; scores
-    assert first.keys() == second.keys() and len(first) == 6 + 4 * len(TINY_PROBLEMS) + len(TINY_PROBLEMS) + 2 + 1
-    scores = pd.read_parquet(results / "scores.parquet")
-    assert len(scores.groupby(["method", "problem"])) == 4 * len(TINY_PROBLEMS) and set(scores.layer) == {1, 4}
-    for name in first:  # bit-identical (the Snakefile sets MKL's strict reproducible mode)
+    second = tables(workdir / "results" / "smoke")
+    assert len(rerun) == 6 + 4 + 1  # the traces, the problem's 4 edits and its pre-edit table
+    assert set(second) == {*rerun, "editing/noised_targets.parquet", "editing/essence_texts.parquet"}  # + what they read
+    for name in second:  # bit-identical (the Snakefile sets MKL's strict reproducible mode)
         pd.testing.assert_frame_equal(first[name], second[name], check_exact=True, obj=name)
 
 
