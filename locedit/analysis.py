@@ -206,3 +206,17 @@ def interval_verdict(row) -> str:
     if row["r2_added_lo"] > row["r2_layer_hi"]:
         return "reversed"
     return "undetermined"
+
+
+def regressions_with_verdicts(scores: pd.DataFrame, model: str, effect: str = EFFECT,
+                              n_boot: int = 1000) -> pd.DataFrame:
+    """:func:`regressions` with each condition's bootstrap intervals (:func:`bootstrap_r2`, every
+    metric) and :func:`interval_verdict` in ``verdict`` ("" where no interval exists); ``n_boot`` 0
+    gives the regressions alone."""
+    r2 = regressions(scores, model, effect)
+    if not n_boot or r2.empty:
+        return r2
+    boot = bootstrap_r2(scores, effect, metrics=METRICS, n_boot=n_boot)
+    r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
+    r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else "" for row in r2.to_dict("records")]
+    return r2

@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 from . import provenance
-from .analysis import METRICS, bootstrap_r2, concentrated_cases, interval_verdict, layer_correlation, regressions
+from .analysis import concentrated_cases, layer_correlation, regressions, regressions_with_verdicts
 from .editing import METHODS
 from .localization import PAPER, Localization, configured
 from .localization_analysis import agreement, compare, section, with_effects
@@ -49,12 +49,7 @@ def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, eff
     """(r2, r2_concentrated, summary markdown) of a run's scores and its effect-window MLP tracing
     table; r2 carries bootstrap intervals over cases (``*_lo``/``*_hi``) and ``verdict``;
     ``sections`` end the summary (:func:`localization_tables`)."""
-    r2 = regressions(scores, model, effect)
-    if n_boot and not r2.empty:
-        boot = bootstrap_r2(scores, effect, metrics=METRICS, n_boot=n_boot)
-        r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
-        r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else ""
-                         for row in r2.to_dict("records")]
+    r2 = regressions_with_verdicts(scores, model, effect, n_boot)
     chosen = concentrated_cases(tracing_effects(trace), effect=effect)
     subset = scores[scores.case_id.isin(chosen)]
     concentrated = (regressions(subset, model, effect).assign(n_cases=subset.case_id.nunique()) if len(subset)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import METRICS, bootstrap_r2, interval_verdict, regressions
+from .analysis import regressions_with_verdicts
 from .results import load_groups
 
 KEYS = ["method", "problem", "case_id", "layer"]
@@ -72,13 +72,12 @@ def regression_agreement(reference: pd.DataFrame, candidate: pd.DataFrame, effec
     """Per method × problem × metric: R² layer / tracing / both / added of each run on the shared
     edits (``*_ref``, ``*_cand``), the largest move over those cells (``max_move``) and each run's
     bootstrap verdict (same resamples: same cases, same seed)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot}: the verdicts need bootstrap resamples (≥ 1; 1000 by default)")
     ref, cand = shared_edits(reference, candidate)
     fitted = []
     for scores in (ref, cand):
-        r2 = regressions(scores, model, effect)
-        boot = bootstrap_r2(scores, effect, metrics=METRICS, n_boot=n_boot)
-        r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
-        r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else "" for row in r2.to_dict("records")]
+        r2 = regressions_with_verdicts(scores, model, effect, n_boot)
         fitted.append(r2.set_index(["method", "problem", "metric"])[[*R2_CELLS, "n_cases", "verdict"]])
     both = fitted[0].merge(fitted[1], left_index=True, right_index=True, suffixes=("_ref", "_cand"))
     moves = np.column_stack([(both[f"{c}_cand"] - both[f"{c}_ref"]).abs() for c in R2_CELLS])
@@ -121,9 +120,12 @@ def agreement_markdown(reference: Path, candidate: Path, n_boot: int = 1000) -> 
     edits = edit_agreement(ref_scores, cand_scores)
     r2 = regression_agreement(ref_scores, cand_scores, effect, model, n_boot)
     n_cases, n_layers = cand_scores.case_id.nunique(), cand_scores.layer.nunique()
+    ref, cand = shared_edits(ref_scores, cand_scores)
+    effect_moved = float((ref[effect] - cand[effect]).abs().max())
     lines = [f"# Run agreement: `{candidate}` against `{reference}`", "",
              f"{model}; {len(cand_scores)} shared edits, {n_cases} cases × {n_layers} layers "
-             f"({', '.join(map(str, sorted(cand_scores.layer.unique())))}); effect {effect}.", "",
+             f"({', '.join(map(str, sorted(cand_scores.layer.unique())))}); effect {effect}, "
+             f"max |Δ| between the runs {effect_moved:.2g} (0 when both traced alike).", "",
              f"**Decision (issue 10's rule)**: {decision(edits, r2, n_cases, n_layers)}.", "",
              "## Per edit", "",
              "| method | problem | edits | max \\|Δ rewrite\\| | mean \\|Δ rewrite\\| | max \\|Δ overall\\| "

@@ -91,8 +91,17 @@ def test_the_page_from_two_results_folders(tmp_path, capsys):
     reference = results_folder(tmp_path / "ref", ref)
     candidate = results_folder(tmp_path / "cand", ref[ref.layer <= 8].assign(rewrite_score=lambda s: s.rewrite_score + 1e-3))
     page = agreement_markdown(reference, candidate, n_boot=50)
-    assert "200 shared edits, 20 cases × 5 layers (0, 2, 4, 6, 8)" in page
+    assert "200 shared edits, 20 cases × 5 layers (0, 2, 4, 6, 8); effect max_fraction_restored, max |Δ| between the runs 0 " in page
     assert "**Decision (issue 10's rule)**: fails: too small to decide (20 cases × 5 layers" in page
     assert "| rome | error_injection | 100 | 0.0010 | 0.0010 | 0.0000 | 0.0000 | 0 |" in page
     main([str(reference), str(candidate), "--out", str(tmp_path / "page.md"), "--bootstrap", "50"])
     assert (tmp_path / "page.md").read_text() == page and "Decision" in capsys.readouterr().out
+
+
+def test_a_moved_tracing_effect_is_reported(tmp_path):
+    ref = synthetic_scores()
+    reference = results_folder(tmp_path / "ref", ref)
+    candidate = results_folder(tmp_path / "cand", ref.assign(**{EFFECT: ref[EFFECT] + 0.25}))
+    assert "max |Δ| between the runs 0.25 " in agreement_markdown(reference, candidate, n_boot=20)
+    with pytest.raises(ValueError, match="n_boot=0"):
+        regression_agreement(ref, ref, EFFECT, "toy", n_boot=0)
