@@ -105,3 +105,13 @@ def test_a_moved_tracing_effect_is_reported(tmp_path):
     assert "max |Δ| between the runs 0.25 " in agreement_markdown(reference, candidate, n_boot=20)
     with pytest.raises(ValueError, match="n_boot=0"):
         regression_agreement(ref, ref, EFFECT, "toy", n_boot=0)
+
+
+def test_committed_precision_page_rebuilds_exactly(monkeypatch):
+    """docs/results/precision/gemma-3-270m.md is what the tool gives from the committed float32 and
+    mixed-precision folders (the paths in its header are relative to the repository)."""
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    page = Path("docs/results/precision/gemma-3-270m.md")
+    assert agreement_markdown(Path("docs/results/gemma-3-270m"),
+                              Path("docs/results/precision/gemma-3-270m-mixed")) == page.read_text()
