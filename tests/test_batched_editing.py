@@ -45,7 +45,8 @@ HPARAMS = {"rome": {"v_steps": 4}, "memit": {"v_steps": 4}, "ft1": {"steps": 4, 
 # differences where a tiny random model's gradient is near its noise floor (measured, init 0.45:
 # up to 1.2e-2 for MEMIT on llama when minimising, ≤ 1e-3 for most conditions). The edited
 # model's probabilities agree to ≤ 9e-7 absolute everywhere; on the embedded model the deltas
-# agree to 1e-4 (tests/test_batched_editing_embedded.py). A wrong row-to-case mapping gives O(1).
+# agree to 1e-4 (tests/test_batched_editing_embedded.py; FT there in float64), and in float64 FT's
+# to 1e-9 here. A wrong row-to-case mapping gives O(1).
 DELTA_RTOL = 2e-2
 PROB_ATOL, PROB_RTOL = 1e-6, 1e-3
 
@@ -140,6 +141,23 @@ def test_ft_stops_and_clamps_each_case_on_its_own(setup, monkeypatch, floor):
         for name in plain:
             assert batched[name].abs().max() <= eps + 1e-7
             assert close(batched[name], plain[name], DELTA_RTOL)
+
+
+@pytest.mark.parametrize("method", ["ft1", "ft5"])
+def test_ft_in_float64_keeps_its_deltas_in_float64_and_equals_the_plain_path(method, gpt2_tokenizer):
+    """On a float64 model FT's ΔW_c, Adam's state and the loss are float64 (never below float32):
+    the rounding that Adam's sign-like steps amplify in float32 (DELTA_RTOL) is gone, so the
+    batched deltas equal the plain path's to 1e-9 relative."""
+    model = tiny_model("gemma3_text", init_range=0.45).double()
+    layers = [0, 1, 2] if METHODS[method].window > 1 else [2]
+    updates = METHODS[method].edit_cases(model, gpt2_tokenizer, REQUESTS, layers, HPARAMS[method])
+    assert {u.weight_delta.dtype for u in updates.values()} == {torch.float64}
+    for c, req in enumerate(REQUESTS):
+        plain = METHODS[method].edit(model, gpt2_tokenizer, req, layers, HPARAMS[method])
+        batched = case_deltas(model, updates, c)
+        for name in plain:
+            assert plain[name].abs().max() > 0
+            assert close(batched[name], plain[name], 1e-9), (req.case_id, name)
 
 
 def test_rank_one_and_dense_rows_add_their_own_cases_update():

@@ -43,8 +43,13 @@ def preserved(model: nn.Module, names: list[str]) -> Iterator[None]:
 
 
 def deltas_since(model: nn.Module, originals: dict[str, torch.Tensor]) -> Deltas:
-    """Current value minus ``originals`` for each named parameter (float32, detached)."""
-    return {name: (model.get_parameter(name).detach().float() - w0.float()) for name, w0 in originals.items()}
+    """Current value minus ``originals`` for each named parameter (float32, detached), subtracted in
+    the parameter's precision where that is finer than float32 (a float64 model's small deltas)."""
+    deltas = {}
+    for name, w0 in originals.items():
+        dtype = torch.promote_types(w0.dtype, torch.float32)
+        deltas[name] = (model.get_parameter(name).detach().to(dtype) - w0.to(dtype)).float()
+    return deltas
 
 
 @contextmanager

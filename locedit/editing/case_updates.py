@@ -68,7 +68,7 @@ class Dense:
         weight = _rows(self.weight_delta, cases)
         bias = None if self.bias_delta is None else _rows(self.bias_delta, cases)
         if bool((counts == counts[0]).all()):  # one batched product (its backward is one op too)
-            grouped = x.float().reshape(len(cases), -1, x.shape[-1])
+            grouped = x.to(weight.dtype).reshape(len(cases), -1, x.shape[-1])
             out = torch.bmm(grouped, weight.transpose(1, 2))
             out = out if bias is None else out + bias[:, None, :]
             return out.reshape(*x.shape[:-1], -1)
@@ -77,7 +77,7 @@ class Dense:
         parts = []
         biases = bias.unbind(0) if bias is not None else [None] * len(cases)
         for rows, w, b in zip(torch.split(x, counts.tolist()), weight.unbind(0), biases):
-            part = rows.float() @ w.T
+            part = rows.to(w.dtype) @ w.T
             parts.append(part if b is None else part + b)
         return torch.cat(parts)
 

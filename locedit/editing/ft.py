@@ -84,7 +84,8 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     keeps its ΔW_c frozen while the others go on).
 
     Inside :func:`locedit.precision.bfloat16_optimisation` the steps run through the model's
-    bfloat16 copy; ΔW_c, Δb_c, Adam's state and the loss stay float32.
+    bfloat16 copy; ΔW_c, Δb_c, Adam's state and the loss stay float32 (float64 on a float64 model,
+    where the result equals :func:`finetune`'s bit for bit: tests/test_batched_editing.py).
     """
     hp = {**FT_DEFAULTS, **hparams}
     exact, model = model, optimisation_model(model)
@@ -103,9 +104,10 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
         module = model.get_submodule(arch.down_proj(layer))
         d_out, d_in = (module.weight.shape[::-1] if arch.down_proj_transposed else module.weight.shape)
         bias = getattr(module, "bias", None)
+        dtype = torch.promote_types(module.weight.dtype, torch.float32)  # float32 for a bfloat16 copy
         updates[arch.down_proj(layer)] = Dense(
-            torch.zeros(n_cases, d_out, d_in, device=device, requires_grad=True),
-            None if bias is None else torch.zeros(n_cases, d_out, device=device, requires_grad=True))
+            torch.zeros(n_cases, d_out, d_in, device=device, dtype=dtype, requires_grad=True),
+            None if bias is None else torch.zeros(n_cases, d_out, device=device, dtype=dtype, requires_grad=True))
     params = [t for u in updates.values() for t in (u.weight_delta, u.bias_delta) if t is not None]
     originals = _originals_in_update_layout(exact, updates, arch.down_proj_transposed)
     adam = _CaseAdam(params, n_cases, hp["lr"], hp.get("weight_decay", 0.0), originals)
@@ -132,8 +134,8 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
             with run_from(model, arch.layers, start), edit_outputs(model, edits), \
                     rows_updated(model, step_updates, local_case):
                 row_lp = gather_target_log_probs(model, batch, [rows.rows.encoded[i] for i in picked.tolist()])
-            nll = -torch.zeros(len(cases), device=device).index_add(0, local_case, row_lp)
-            loss = torch.full((n_cases,), torch.inf, device=device)
+            nll = -torch.zeros(len(cases), device=device, dtype=row_lp.dtype).index_add(0, local_case, row_lp)
+            loss = torch.full((n_cases,), torch.inf, device=device, dtype=row_lp.dtype)
             loss = loss.index_put((cases,), torch.exp(-nll) if minimize else nll)
             stepping = active & (loss.detach() >= LOSS_FLOOR)
             if stepping.any():
