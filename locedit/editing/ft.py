@@ -84,8 +84,9 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     keeps its ΔW_c frozen while the others go on).
 
     Inside :func:`locedit.precision.bfloat16_optimisation` the steps run through the model's
-    bfloat16 copy; ΔW_c, Δb_c, Adam's state and the loss stay float32 (float64 on a float64 model,
-    where the result equals :func:`finetune`'s bit for bit: tests/test_batched_editing.py).
+    bfloat16 copy; ΔW_c, Δb_c, Adam's state and the loss stay float32. On a float64 model ΔW_c,
+    Δb_c and Adam's state are float64 (the loss is float32, as :func:`finetune`'s), and the result
+    equals :func:`finetune`'s bit for bit (tests/test_batched_editing.py).
     """
     hp = {**FT_DEFAULTS, **hparams}
     exact, model = model, optimisation_model(model)
@@ -134,8 +135,8 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
             with run_from(model, arch.layers, start), edit_outputs(model, edits), \
                     rows_updated(model, step_updates, local_case):
                 row_lp = gather_target_log_probs(model, batch, [rows.rows.encoded[i] for i in picked.tolist()])
-            nll = -torch.zeros(len(cases), device=device, dtype=row_lp.dtype).index_add(0, local_case, row_lp)
-            loss = torch.full((n_cases,), torch.inf, device=device, dtype=row_lp.dtype)
+            nll = -torch.zeros(len(cases), device=device).index_add(0, local_case, row_lp)
+            loss = torch.full((n_cases,), torch.inf, device=device)
             loss = loss.index_put((cases,), torch.exp(-nll) if minimize else nll)
             stepping = active & (loss.detach() >= LOSS_FLOOR)
             if stepping.any():
