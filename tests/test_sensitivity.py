@@ -1,5 +1,6 @@
 """Sensitivity of the verdicts: each variant is the analysis it names (the denominator's column, the
-cases it leaves out), checked on synthetic scores with a closed form and on the committed folders."""
+cases it leaves out), checked on synthetic scores with a closed form; every committed sensitivity.csv
+agrees with its folder's r2.csv, and SmolLM2's rebuilds exactly."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from locedit.sensitivity import counts, sensitivity, variants
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = REPO / "docs" / "results" / "smollm2-135m-instruct"
+COMMITTED = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/sensitivity.csv"))
 
 
 def synthetic_scores(n_cases: int = 30) -> pd.DataFrame:
@@ -52,14 +54,24 @@ def test_each_variant_is_its_own_analysis():
     assert counts(table.reset_index()).loc["reference_denominator", "reversed"] == 1
 
 
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_committed_sensitivity_is_current_with_r2(folder):
+    """Its paper block is r2.csv's rewrite rows: fails when a group is collected and analysed
+    without rerunning `python -m locedit.sensitivity` on the folder."""
+    committed = pd.read_csv(folder / "sensitivity.csv")
+    r2 = pd.read_csv(folder / "r2.csv")
+    r2 = r2[r2.metric == "rewrite"].set_index(["method", "problem"])
+    paper = committed[committed.variant == "paper"].set_index(["method", "problem"])
+    assert (paper.n_cases == r2.n_cases).all() and (paper.verdict == r2.verdict).all()
+    assert np.allclose(paper.r2_added, r2.r2_added, rtol=1e-5)
+
+
 def test_committed_sensitivity_is_what_the_folder_gives():
     committed = pd.read_csv(SMOLLM2 / "sensitivity.csv")
     scores, _, runs = load_groups(SMOLLM2)
     rebuilt = sensitivity(scores, runs[0]["model"], n_boot=1000, effect=runs[0]["effect"])
     pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), committed, check_dtype=False, rtol=1e-5)
-    # its paper block is r2.csv's rewrite rows
-    r2 = pd.read_csv(SMOLLM2 / "r2.csv")
-    r2 = r2[r2.metric == "rewrite"].set_index(["method", "problem"])
-    paper = committed[committed.variant == "paper"].set_index(["method", "problem"])
-    assert (paper.verdict == r2.verdict).all()
-    assert np.allclose(paper.r2_added, r2.r2_added, rtol=1e-5)
+
+
+def test_sensitivity_is_committed_for_both_embedded_models():
+    assert {p.name for p in COMMITTED} >= {"gemma-3-270m", "smollm2-135m-instruct"}
