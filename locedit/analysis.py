@@ -23,6 +23,7 @@ subset; :func:`layer_correlation` the Pearson test of Fig. 4.
 from __future__ import annotations
 
 import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -86,11 +87,12 @@ def _r2(result, y: pd.Series) -> float:
     return 1 - residual / total
 
 
-def regressions(scores: pd.DataFrame, model: str, effect: str = EFFECT) -> pd.DataFrame:
+def regressions(scores: pd.DataFrame, model: str, effect: str = EFFECT,
+                metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """One tidy row per method × problem × metric (rows missing a score or an effect are left out
     and counted in ``n_dropped``)."""
     rows = []
-    for method, problem, metric, column, group in _conditions(scores, METRICS):
+    for method, problem, metric, column, group in _conditions(scores, metrics):
         data = group[["layer", effect, column]].rename(columns={effect: "effect", column: "score"})
         clean = data.dropna()
         if len(clean) < 2:
@@ -153,17 +155,31 @@ def r2_three(layer: np.ndarray, effect: np.ndarray, score: np.ndarray) -> tuple[
     return tuple(out)
 
 
+def condition_rng(seed: int, method: str, problem: str) -> np.random.Generator:
+    """The resampling generator of one method × problem: seeded from ``seed`` and the condition's
+    name (a stable CRC-32, not Python's salted ``hash``), the same in every process and run.
+
+        >>> draw = lambda: int(condition_rng(0, "rome", "error_injection").integers(10**6))
+        >>> draw() == draw()
+        True
+    """
+    return np.random.default_rng([seed, zlib.crc32(f"{method}/{problem}".encode())])
+
+
 def bootstrap_r2(scores: pd.DataFrame, effect: str = EFFECT, metrics: tuple[str, ...] = ("rewrite",),
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Percentile intervals of R² layer / tracing / added per method × problem × metric,
     resampling cases with all their layers (the unit the paper samples), ``n_boot`` times.
 
     Columns ``{r2_layer,r2_trace,r2_added}_{lo,hi}`` and ``n_cases``; one row per condition.
+    Each method × problem draws from its own generator (:func:`condition_rng`), so a condition's
+    interval does not depend on which other conditions or metrics are computed beside it, and the
+    metrics of one method × problem resample the same cases.
     """
-    rng = np.random.default_rng(seed)
     tail = (1 - level) / 2 * 100
     rows = []
     for method, problem, metric, column, group in _conditions(scores, metrics):
+        rng = condition_rng(seed, method, problem)
         data = group[["case_id", "layer", effect, column]].dropna()
         cases = data.case_id.unique()
         if len(cases) < 2:
@@ -209,14 +225,14 @@ def interval_verdict(row) -> str:
 
 
 def regressions_with_verdicts(scores: pd.DataFrame, model: str, effect: str = EFFECT,
-                              n_boot: int = 1000) -> pd.DataFrame:
-    """:func:`regressions` with each condition's bootstrap intervals (:func:`bootstrap_r2`, every
-    metric) and :func:`interval_verdict` in ``verdict`` ("" where no interval exists); ``n_boot`` 0
-    gives the regressions alone."""
-    r2 = regressions(scores, model, effect)
+                              n_boot: int = 1000, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+    """:func:`regressions` of ``metrics`` with each condition's bootstrap intervals
+    (:func:`bootstrap_r2`) and :func:`interval_verdict` in ``verdict`` ("" where no interval
+    exists); ``n_boot`` 0 gives the regressions alone."""
+    r2 = regressions(scores, model, effect, metrics)
     if not n_boot or r2.empty:
         return r2
-    boot = bootstrap_r2(scores, effect, metrics=METRICS, n_boot=n_boot)
+    boot = bootstrap_r2(scores, effect, metrics=metrics, n_boot=n_boot)
     r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
     r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else "" for row in r2.to_dict("records")]
     return r2

@@ -51,8 +51,8 @@ def sensitivity(scores: pd.DataFrame, model: str, n_boot: int = 1000, effect: st
     """The rewrite-score rows of :func:`regressions_with_verdicts` under every variant."""
     blocks = []
     for name, (part, column) in variants(scores, effect).items():
-        r2 = regressions_with_verdicts(part, model, column, n_boot=n_boot)
-        blocks.append(r2[r2.metric == "rewrite"].assign(variant=name).reindex(columns=COLUMNS))
+        r2 = regressions_with_verdicts(part, model, column, n_boot=n_boot, metrics=("rewrite",))
+        blocks.append(r2.assign(variant=name).reindex(columns=COLUMNS))
     return pd.concat(blocks, ignore_index=True)
 
 

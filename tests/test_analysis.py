@@ -123,6 +123,20 @@ def test_bootstrap_intervals_cover_the_estimate_narrow_with_more_cases_and_give_
     assert bootstrap_r2(case_scores(10, 0.0), n_boot=50, seed=3).equals(bootstrap_r2(case_scores(10, 0.0), n_boot=50, seed=3))
 
 
+def test_a_conditions_interval_does_not_depend_on_the_conditions_beside_it():
+    """A shared generator would give the second condition other draws when the first is left out."""
+    first = case_scores(12, slope=0.0, seed=1).assign(paraphrase_score=lambda d: d.rewrite_score + 0.1)
+    second = case_scores(12, slope=0.3, seed=2).assign(method="ft_1", paraphrase_score=0.0)
+    both = bootstrap_r2(pd.concat([first, second]), metrics=("rewrite", "paraphrase"), n_boot=100)
+    alone = bootstrap_r2(first, metrics=("paraphrase", "rewrite"), n_boot=100)
+    key = ["method", "problem", "metric"]
+    assert both.set_index(key).loc[alone.set_index(key).index].equals(alone.set_index(key))
+    # the metrics of one condition resample the same cases: a shifted score has the same R² draws
+    rewrite, paraphrase = (alone.set_index("metric").loc[m] for m in ("rewrite", "paraphrase"))
+    assert rewrite.r2_layer_lo == pytest.approx(paraphrase.r2_layer_lo)
+    assert rewrite.r2_added_hi == pytest.approx(paraphrase.r2_added_hi)
+
+
 def test_verdict_is_undetermined_or_reversed_when_tracing_carries_the_score():
     rng = np.random.default_rng(0)
     scores = case_scores(40, slope=0.0)
