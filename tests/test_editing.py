@@ -9,7 +9,7 @@ from locedit.editing import METHODS
 from locedit.editing.apply import applied
 from locedit.editing.rows import one_case, prompt_batch, states_at_subject
 from locedit.editing.site_delta import SharedPrefix, optimize_site_deltas
-from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm
+from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm, truncated_pinv
 from locedit.editing.rome import ROME_DEFAULTS, rank_one_updates
 from locedit.evaluation import evaluate
 from locedit.models import architecture_of
@@ -144,6 +144,31 @@ def test_unreachable_residual_change_never_moves_away_or_blows_up():
             dm = through_post_mlp_norm(norm, m, wanted)
             assert (norm(m + dm) - norm(m) - wanted).norm() < wanted.norm()
             assert dm.norm() < 10 * m.norm()
+
+
+def test_a_float32_svd_that_does_not_converge_is_redone_in_float64(monkeypatch):
+    """MKL's strict mode on one thread failed to decompose a Gemma Jacobian that float64 decomposes
+    (group 5b's MEMIT amplification job stopped on it); the fallback must give float64's answer."""
+    plain = torch.linalg.pinv
+
+    def float32_fails(matrix, **kwargs):
+        if matrix.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+        return plain(matrix, **kwargs)
+
+    torch.manual_seed(0)
+    jac = torch.randn(16, 16) @ torch.diag(torch.logspace(0, -6, 16))
+    monkeypatch.setattr(torch.linalg, "pinv", float32_fails)
+    fallback = truncated_pinv(jac, rtol=1e-3)
+    assert fallback.dtype == torch.float32
+    torch.testing.assert_close(fallback, plain(jac.double(), rtol=1e-3).float())
+    # and the Gauss–Newton map still solves a reachable change through it
+    norm = torch.nn.LayerNorm(16, elementwise_affine=False)
+    m = torch.randn(16)
+    with torch.no_grad():
+        wanted = norm(m + 0.3 * torch.randn(16)) - norm(m)
+        torch.testing.assert_close(norm(m + through_post_mlp_norm(norm, m, wanted)) - norm(m), wanted,
+                                   rtol=1e-3, atol=1e-4)
 
 
 def test_memit_moves_the_residual_to_z_on_gemma(setup):

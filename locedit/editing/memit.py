@@ -54,6 +54,22 @@ def solve_adjustment(c: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tens
     return torch.linalg.solve(lam * c + torch.outer(k, k), k)
 
 
+def truncated_pinv(matrix: torch.Tensor, rtol: float) -> torch.Tensor:
+    """``torch.linalg.pinv(matrix, rtol=rtol)``, redone in float64 where the float32 SVD does not
+    converge. MKL's strict reproducible mode (``MKL_CBWR=AUTO,STRICT``, which the Snakefile sets) on
+    one thread failed so on a 640 × 640 RMS-norm Jacobian of Gemma (layer 8, case batch of group 5b)
+    that two threads, or float64, decompose; float64 agrees with float32 there to 1e-5 relative.
+
+        >>> truncated_pinv(torch.diag(torch.tensor([2.0, 1e-6])), rtol=1e-3)
+        tensor([[0.5000, 0.0000],
+                [0.0000, 0.0000]])
+    """
+    try:
+        return torch.linalg.pinv(matrix, rtol=rtol)
+    except torch.linalg.LinAlgError:
+        return torch.linalg.pinv(matrix.double(), rtol=rtol).to(matrix.dtype)
+
+
 def through_post_mlp_norm(norm: nn.Module, m: torch.Tensor, resid: torch.Tensor, iterations: int = 5,
                           rtol: float = 1e-3, halvings: int = 20) -> torch.Tensor:
     """Δm with ``norm(m + Δm) ≈ norm(m) + resid``, by Gauss–Newton with a truncated pseudo-inverse
@@ -80,7 +96,7 @@ def through_post_mlp_norm(norm: nn.Module, m: torch.Tensor, resid: torch.Tensor,
         # one batched backward (row by row it was 17% of a Gemma MEMIT edit)
         jac = torch.autograd.functional.jacobian(lambda x: norm(x), m + dm, vectorize=True)
         with torch.no_grad():
-            step = torch.linalg.pinv(jac, rtol=rtol) @ (target - norm(m + dm))
+            step = truncated_pinv(jac, rtol) @ (target - norm(m + dm))
             for _ in range(halvings):
                 new_error = (target - norm(m + dm + step)).norm()
                 if new_error < error:
