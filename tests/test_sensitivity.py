@@ -63,7 +63,8 @@ def test_committed_sensitivity_is_current_with_r2(folder):
     r2 = r2[r2.metric == "rewrite"].set_index(["method", "problem"])
     paper = committed[committed.variant == "paper"].set_index(["method", "problem"])
     assert (paper.n_cases == r2.n_cases).all() and (paper.verdict == r2.verdict).all()
-    assert np.allclose(paper.r2_added, r2.r2_added, rtol=1e-5)
+    for column in ("r2_added", "r2_layer_lo", "r2_added_hi"):  # the bounds too: the same resamples
+        assert np.allclose(paper[column], r2.loc[paper.index, column], rtol=1e-5), column
 
 
 def test_committed_sensitivity_is_what_the_folder_gives():
