@@ -13,7 +13,7 @@ from locedit.problems import PROBLEMS
 from locedit.stats import stats_folder_name
 from locedit.summary import headline_from_summary
 from locedit.tracing import check_windows
-from locedit.sweep import central_layers, stats_layers
+from locedit.sweep import central_layers, edit_priority, stats_layers
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")

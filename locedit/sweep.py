@@ -51,6 +51,20 @@ def stats_layers(methods: list[str], central: list[int], n_layers: int) -> list[
     return sorted(needed)
 
 
+def edit_priority(method: str, problem: str) -> int:
+    """The Snakemake priority of an edit job: the longest jobs first. Edit jobs take one core,
+    traces and pre-edit jobs two; a run on few cores that ends on one long edit leaves a core idle
+    while the two-core jobs wait (benchmarks/scheduling.py). Fact forcing (50 steps, the noise
+    redrawn every step) outranks the other problems; ROME / MEMIT (key and value optimisation
+    over context templates) outrank fine-tuning.
+
+    >>> [edit_priority(m, p) for m, p in [("memit", "fact_forcing"), ("ft1", "fact_forcing"),
+    ...                                   ("rome", "error_injection"), ("ft5", "fact_erasure")]]
+    [3, 2, 1, 0]
+    """
+    return 2 * PROBLEMS[problem].noised + METHODS[method].needs_stats
+
+
 def hparams_for(editing: dict, method: str, problem: str) -> dict:
     """Method defaults < ``editing.hparams[method]`` < ``editing.overrides[method][problem]``."""
     return {

@@ -106,6 +106,7 @@ rule edit:
         method="|".join(METHOD_NAMES),
         problem="|".join(PROBLEM_NAMES),
         shard=r"\d+",
+    priority: lambda wildcards: edit_priority(wildcards.method, wildcards.problem)
     conda:
         "../../envs/locedit.yaml"
     threads: EDIT_THREADS

@@ -1,0 +1,97 @@
+"""The edit jobs' Snakemake priority (:func:`locedit.sweep.edit_priority`), replayed on the committed
+groups' job seconds: each group's parallel phase (traces, pre-edit jobs and edit jobs, all ready
+at once) scheduled on ``--cores`` cores side by side two ways on the same job seconds:
+
+* ``any order``: equal priorities, jobs picked in a random order (what the scheduler's tie-break
+  amounts to), every free core filled with a job that fits; median and worst over ``--shuffles``;
+* ``longest edits first``: the same, the ready jobs ordered by their priority first.
+
+Edit jobs take ``editing.threads`` (1) cores, every other model job ``model.threads`` (2), so a
+long edit left running alone holds one core while the 2-core jobs wait: the idle core-seconds
+this priority is meant to remove.
+
+    .venv/bin/python benchmarks/scheduling.py [docs/results/*/groups/*] [--cores 2] [--shuffles 200]
+
+Prints, per group, the phase's makespan each way and its idle core-seconds. A replay, not a run:
+recorded seconds of contended or resumed sittings are what they were (see docs/results/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import heapq
+import json
+import random
+import re
+import statistics
+from pathlib import Path
+
+from locedit.sweep import edit_priority
+
+EDIT = re.compile(r"edit_(?P<method>[a-z0-9]+)_(?P<problem>[a-z_]+)_shard\d+")
+PARALLEL = ("edit_", "trace_", "pre_edit_")
+
+
+def parallel_jobs(run_json: Path) -> list[tuple[str, float, int, int]]:
+    """(name, seconds, cores, priority) of a group's traces, pre-edit and edit jobs."""
+    seconds = json.loads(run_json.read_text())["job_s"]
+    jobs = []
+    for name, s in sorted(seconds.items()):
+        if not name.startswith(PARALLEL) or name.startswith("trace_heatmaps"):
+            continue
+        edit = EDIT.fullmatch(name)
+        priority = edit_priority(edit["method"], edit["problem"]) if edit else 0
+        jobs.append((name, s, 1 if edit else 2, priority))
+    return jobs
+
+
+def makespan(jobs: list[tuple[str, float, int, int]], cores: int, by_priority: bool,
+             rng: random.Random) -> tuple[float, float]:
+    """(makespan, idle core-seconds) of greedy list scheduling: at every finish, start the ready
+    jobs in order while they fit the free cores."""
+    order = jobs[:]
+    rng.shuffle(order)
+    if by_priority:
+        order.sort(key=lambda job: -job[3])  # stable: ties stay shuffled
+    now, free, running, busy = 0.0, cores, [], 0.0
+    while order or running:
+        for job in list(order):
+            if job[2] <= free:
+                order.remove(job)
+                free -= job[2]
+                busy += job[1] * job[2]
+                heapq.heappush(running, (now + job[1], job[2]))
+        end, held = heapq.heappop(running)
+        now, free = end, free + held
+    return now, now * cores - busy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("groups", nargs="*", default=sorted(glob.glob("docs/results/*/groups/*")))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--shuffles", type=int, default=200)
+    args = parser.parse_args()
+    rng = random.Random(0)
+    totals = {"any": 0.0, "first": 0.0}
+    print(f"| group | jobs | any order: median / worst s | longest edits first: median / worst s "
+          f"| idle core-s (median) any / first |")
+    print("|---|---|---|---|---|")
+    for group in args.groups:
+        jobs = parallel_jobs(Path(group) / "run.json")
+        runs = {way: [makespan(jobs, args.cores, way == "first", rng) for _ in range(args.shuffles)]
+                for way in totals}
+        med = {way: statistics.median(r[0] for r in runs[way]) for way in runs}
+        worst = {way: max(r[0] for r in runs[way]) for way in runs}
+        idle = {way: statistics.median(r[1] for r in runs[way]) for way in runs}
+        for way in totals:
+            totals[way] += med[way]
+        print(f"| {Path(group).name} | {len(jobs)} | {med['any']:,.0f} / {worst['any']:,.0f} "
+              f"| {med['first']:,.0f} / {worst['first']:,.0f} | {idle['any']:,.0f} / {idle['first']:,.0f} |")
+    print(f"\nsum of medians: any order {totals['any']:,.0f} s, longest edits first {totals['first']:,.0f} s "
+          f"({totals['any'] / totals['first']:.3f}x)")
+
+
+if __name__ == "__main__":
+    main()
