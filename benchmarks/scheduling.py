@@ -11,9 +11,12 @@ long edit left running alone holds one core while the 2-core jobs wait: the idle
 this priority is meant to remove.
 
     .venv/bin/python benchmarks/scheduling.py [docs/results/*/groups/*] [--cores 2] [--shuffles 200]
+    .venv/bin/python benchmarks/scheduling.py --logs run.log [...]   # a real run's idle core-seconds
 
 Prints, per group, the phase's makespan each way and its idle core-seconds. A replay, not a run:
 recorded seconds of contended or resumed sittings are what they were (see docs/results/README.md).
+``--logs`` reads snakemake's own output of real runs instead (job start and finish times, threads)
+and prints each run's wall and the core-seconds no job held.
 """
 
 from __future__ import annotations
@@ -67,12 +70,54 @@ def makespan(jobs: list[tuple[str, float, int, int]], cores: int, by_priority: b
     return now, now * cores - busy
 
 
+STAMP = re.compile(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]")
+
+
+def logged_jobs(log: Path) -> list[tuple[float, float, int]]:
+    """(start, end, cores) of every job in a snakemake console log, in seconds; a job the run
+    stopped in counts until the log's last time stamp."""
+    import datetime
+
+    now, started, jobs, threads = 0.0, {}, [], {}
+    current = None
+    for line in log.read_text().splitlines():
+        if stamp := STAMP.fullmatch(line):
+            now = datetime.datetime.strptime(stamp[1], "%a %b %d %H:%M:%S %Y").timestamp()
+        elif re.fullmatch(r"(local)?rule \w+:", line):
+            current = now
+        elif (m := re.fullmatch(r"\s+jobid: (\d+)", line)) and current is not None:
+            started[m[1]], threads[m[1]], current = current, 1, None
+            last = m[1]
+        elif m := re.fullmatch(r"\s+threads: (\d+)", line):
+            threads[last] = int(m[1])
+        elif (m := re.match(r"Finished jobid: (\d+)", line)) and m[1] in started:
+            jobs.append((started.pop(m[1]), now, threads[m[1]]))
+    return jobs + [(start, now, threads[job]) for job, start in started.items()]
+
+
+def idle_core_seconds(jobs: list[tuple[float, float, int]], cores: int) -> tuple[float, float]:
+    """(wall, core-seconds no job held) from the first start to the last finish."""
+    events = sorted({t for start, end, _ in jobs for t in (start, end)})
+    idle = sum(max(0, cores - sum(c for s, e, c in jobs if s <= a and e >= b)) * (b - a)
+               for a, b in zip(events, events[1:]))
+    return events[-1] - events[0], idle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", default=sorted(glob.glob("docs/results/*/groups/*")))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--shuffles", type=int, default=200)
+    parser.add_argument("--logs", nargs="+", type=Path, help="snakemake console logs of real runs")
     args = parser.parse_args()
+    if args.logs:
+        for log in args.logs:
+            if not logged_jobs(log):
+                print(f"{log}: no snakemake jobs")
+                continue
+            wall, idle = idle_core_seconds(logged_jobs(log), args.cores)
+            print(f"{log}: wall {wall:,.0f} s, idle {idle:,.0f} core-s ({idle / (args.cores * wall):.0%})")
+        return
     rng = random.Random(0)
     totals = {"any": 0.0, "first": 0.0}
     print(f"| group | jobs | any order: median / worst s | longest edits first: median / worst s "
