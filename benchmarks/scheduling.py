@@ -22,6 +22,7 @@ and prints each run's wall and the core-seconds no job held.
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import heapq
 import json
@@ -76,10 +77,8 @@ STAMP = re.compile(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]")
 def logged_jobs(log: Path) -> list[tuple[float, float, int]]:
     """(start, end, cores) of every job in a snakemake console log, in seconds; a job the run
     stopped in counts until the log's last time stamp."""
-    import datetime
-
     now, started, jobs, threads = 0.0, {}, [], {}
-    current = None
+    current = last = None  # the time of the rule block being read; the last job id read
     for line in log.read_text().splitlines():
         if stamp := STAMP.fullmatch(line):
             now = datetime.datetime.strptime(stamp[1], "%a %b %d %H:%M:%S %Y").timestamp()
@@ -88,7 +87,7 @@ def logged_jobs(log: Path) -> list[tuple[float, float, int]]:
         elif (m := re.fullmatch(r"\s+jobid: (\d+)", line)) and current is not None:
             started[m[1]], threads[m[1]], current = current, 1, None
             last = m[1]
-        elif m := re.fullmatch(r"\s+threads: (\d+)", line):
+        elif (m := re.fullmatch(r"\s+threads: (\d+)", line)) and last is not None:
             threads[last] = int(m[1])
         elif (m := re.match(r"Finished jobid: (\d+)", line)) and m[1] in started:
             jobs.append((started.pop(m[1]), now, threads[m[1]]))
