@@ -10,7 +10,7 @@ Edit jobs take ``editing.threads`` (1) cores, every other model job ``model.thre
 long edit left running alone holds one core while the 2-core jobs wait: the idle core-seconds
 this priority is meant to remove.
 
-    .venv/bin/python benchmarks/scheduling.py [docs/results/*/groups/*] [--cores 2] [--shuffles 200]
+    .venv/bin/python benchmarks/scheduling.py [docs/results/*/groups/*] [--cores 2] [--shuffles 100]
     .venv/bin/python benchmarks/scheduling.py --logs run.log [...]   # a real run's idle core-seconds
 
 Prints, per group, the phase's makespan each way and its idle core-seconds. A replay, not a run:
@@ -106,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("groups", nargs="*", default=sorted(glob.glob("docs/results/*/groups/*")))
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--shuffles", type=int, default=200)
+    parser.add_argument("--shuffles", type=int, default=100)
     parser.add_argument("--logs", nargs="+", type=Path, help="snakemake console logs of real runs")
     args = parser.parse_args()
     if args.logs:
@@ -117,13 +117,13 @@ def main() -> None:
             wall, idle = idle_core_seconds(logged_jobs(log), args.cores)
             print(f"{log}: wall {wall:,.0f} s, idle {idle:,.0f} core-s ({idle / (args.cores * wall):.0%})")
         return
-    rng = random.Random(0)
     totals = {"any": 0.0, "first": 0.0}
     print(f"| group | jobs | any order: median / worst s | longest edits first: median / worst s "
           f"| idle core-s (median) any / first |")
     print("|---|---|---|---|---|")
     for group in args.groups:
         jobs = parallel_jobs(Path(group) / "run.json")
+        rng = random.Random(Path(group).name)  # per group: a group's figures don't depend on the others
         runs = {way: [makespan(jobs, args.cores, way == "first", rng) for _ in range(args.shuffles)]
                 for way in totals}
         med = {way: statistics.median(r[0] for r in runs[way]) for way in runs}
