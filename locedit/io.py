@@ -106,6 +106,11 @@ class CaseCheckpoint:
         """One finished layer of a case still in progress."""
         write_parquet(table, self._layer_path(case_id, layer))
 
+    def layers_done(self, case_ids: list[int]) -> int:
+        """How many (case, layer) tables of ``case_ids`` wait in layer checkpoints (:meth:`save_layer`)."""
+        wanted = set(case_ids)
+        return sum(int(p.stem.rsplit("_case_", 1)[1]) in wanted for p in self.folder.glob("layer_*_case_*.parquet"))
+
     def load_layer(self, case_id: int, layer: int) -> pd.DataFrame | None:
         """The saved table of ``layer`` of ``case_id`` (:meth:`save_layer`), or None."""
         path = self._layer_path(case_id, layer)

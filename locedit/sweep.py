@@ -161,8 +161,9 @@ def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noi
     spec = METHODS[method]
     n_layers = model.config.num_hidden_layers
     todo = set(checkpoint.todo(cases.case_id.tolist()))
-    log.info("%s/%s: %d cases x %d layers, %d already done, %d cases per batch", method, problem, len(todo),
-             len(layers), len(cases) - len(todo), batch_cases)
+    log.info("%s/%s: %d cases x %d layers, %d cases already done, %d (case, layer) pairs from layer checkpoints, "
+             "%d cases per batch", method, problem, len(todo), len(layers), len(cases) - len(todo),
+             checkpoint.layers_done(sorted(todo)), batch_cases)
     by_id = {r.case_id: r for r in requests(cases, problem, noised, tok.eos_token, sigma, essence)}
     batches = [b for b in case_batches(cases.case_id.tolist(), batch_cases) if todo.intersection(b)]
     method_templates = templates[spec.templates] if spec.templates else None

@@ -46,8 +46,10 @@ def test_finished_layers_of_a_case_in_progress_are_kept_until_the_case_is_saved(
     assert ckpt.todo([3]) == [3]  # a layer is not the case
     pd.testing.assert_frame_equal(ckpt.load_layer(3, 4), table(3))
     assert ckpt.load_layer(3, 8) is None
+    ckpt.save_layer(13, 4, table(13))
+    assert ckpt.layers_done([3, 13]) == 2 and ckpt.layers_done([3]) == 1 and ckpt.layers_done([1]) == 0
     ckpt.save(3, table(3))
-    assert ckpt.load_layer(3, 4) is None and ckpt.todo([3]) == []
+    assert ckpt.load_layer(3, 4) is None and ckpt.todo([3]) == [] and ckpt.layers_done([3, 13]) == 1
 
 
 class Killed(Exception):
