@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -96,20 +97,22 @@ class CaseCheckpoint:
 
     def save(self, case_id: int, table: pd.DataFrame) -> None:
         write_parquet(table, self._path(case_id))
-        for part in self.folder.glob(f"layer_*_case_{case_id}.parquet"):
+        for part in self._layer_paths(case_id):
             part.unlink()
 
     def _layer_path(self, case_id: int, layer: int) -> Path:
         return self.folder / f"layer_{layer}_case_{case_id}.parquet"
 
+    def _layer_paths(self, case_id: int) -> list[Path]:
+        return list(self.folder.glob(f"layer_*_case_{case_id}.parquet"))
+
     def save_layer(self, case_id: int, layer: int, table: pd.DataFrame) -> None:
         """One finished layer of a case still in progress."""
         write_parquet(table, self._layer_path(case_id, layer))
 
-    def layers_done(self, case_ids: list[int]) -> int:
+    def layers_done(self, case_ids: Iterable[int]) -> int:
         """How many (case, layer) tables of ``case_ids`` wait in layer checkpoints (:meth:`save_layer`)."""
-        wanted = set(case_ids)
-        return sum(int(p.stem.rsplit("_case_", 1)[1]) in wanted for p in self.folder.glob("layer_*_case_*.parquet"))
+        return sum(len(self._layer_paths(c)) for c in case_ids)
 
     def load_layer(self, case_id: int, layer: int) -> pd.DataFrame | None:
         """The saved table of ``layer`` of ``case_id`` (:meth:`save_layer`), or None."""

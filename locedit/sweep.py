@@ -163,7 +163,7 @@ def run_edit_job(model, tok, method: str, problem: str, cases: pd.DataFrame, noi
     todo = set(checkpoint.todo(cases.case_id.tolist()))
     log.info("%s/%s: %d cases x %d layers, %d cases already done, %d (case, layer) pairs from layer checkpoints, "
              "%d cases per batch", method, problem, len(todo), len(layers), len(cases) - len(todo),
-             checkpoint.layers_done(sorted(todo)), batch_cases)
+             checkpoint.layers_done(todo), batch_cases)
     by_id = {r.case_id: r for r in requests(cases, problem, noised, tok.eos_token, sigma, essence)}
     batches = [b for b in case_batches(cases.case_id.tolist(), batch_cases) if todo.intersection(b)]
     method_templates = templates[spec.templates] if spec.templates else None
