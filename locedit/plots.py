@@ -117,7 +117,7 @@ def plot_score_vs_effect(scores: pd.DataFrame, method: str, problem: str, layer:
     ax.set_ylabel(f"{metric} score")
     ax.set_title(f"{METHOD_LABELS.get(method, method)}, {PROBLEM_LABELS.get(problem, problem)}, layer {layer} "
                  f"(n = {len(rows)})" + (f"\n{note}" if note else ""), fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
