@@ -35,7 +35,8 @@ from locedit.models import load_model, prepare_model
 from locedit.noise import embedding_std
 from locedit.problems import PROBLEMS, noised_targets, request_for
 from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
-from locedit.sweep import case_batches, edit_and_evaluate, edited_layers, hparams_for
+from locedit.plan import edited_layers
+from locedit.sweep import case_batches, edit_and_evaluate, hparams_for
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["p_target", "p_baseline"]

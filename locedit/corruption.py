@@ -34,7 +34,6 @@ from tqdm import tqdm
 from .noise import add_noise_hook, subject_noise
 from .prompts import subject_range
 
-CORRUPTIONS = ("gaussian", "str")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What every workflow script does around its real work: log to the rule's log file, set threads,
-load the model its rule's params name, and stamp every table it writes with what made it
-(:mod:`locedit.provenance`).
+resolve the device and load the model its rule's params name, and stamp every table it writes with
+what made it (:mod:`locedit.provenance`).
 
 A script under ``workflow/scripts/`` reads only ``snakemake.params`` / ``input`` (so a setting
 it reads is a param, and changing it reruns the job)::
@@ -8,13 +8,20 @@ it reads is a param, and changing it reruns the job)::
     from locedit.jobs import job
 
     with job(snakemake):                              # stdout/stderr go to snakemake.log[0]
+        checkpoint = CaseCheckpoint(snakemake.params.partial, {..., "device": device_stamp()})
         model, tok = job_model(snakemake.input.model, snakemake.params.model)
         ...
+
+A model job (its rule has a ``model`` input and ``model`` params) resolves ``model.device`` at its
+start (:mod:`locedit.device`): the first line of its log names the device, and a device that
+cannot be used here (``cuda`` on a machine without a GPU) stops the job with one message, in the
+log and on stderr, before anything else runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import sys
 import time
@@ -24,14 +31,17 @@ from typing import Any, Iterator
 import torch
 
 from . import provenance
+from .device import DeviceError, describe, resolve_device, stamp
 from .models import load_model
 
 log = logging.getLogger("locedit")
+_DEVICE: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar("locedit_job_device", default=None)
 
 
 @contextlib.contextmanager
 def job(smk: Any) -> Iterator[None]:
-    """Redirect output to the rule's log, set torch threads, and log the wall time or the error."""
+    """Redirect output to the rule's log, set torch threads, resolve a model job's device, and log
+    the wall time or the error."""
     log_path = smk.log[0] if len(smk.log) else None
     stream = open(log_path, "a", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -39,7 +49,20 @@ def job(smk: Any) -> Iterator[None]:
     logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     torch.set_num_threads(max(1, int(smk.threads)))  # the rule's threads: model.threads where set (Snakefile)
     start = time.time()
-    token = provenance.start(provenance.job_record(smk))  # every table the job writes carries it
+    model = _model_params(smk)
+    asked = model.get("device", "auto") if model is not None else None
+    try:
+        device = resolve_device(asked) if asked is not None else None
+    except DeviceError as err:  # one message, no traceback: the config, not the code, is wrong
+        sys.stdout, sys.stderr = old_out, old_err
+        if log_path:
+            print(f"locedit: {err}", file=stream)
+            stream.close()
+        raise SystemExit(f"locedit: {err}") from None
+    if device is not None:
+        log.info("device: %s (model.device %s)", describe(device), asked)
+    device_token = _DEVICE.set(device)
+    token = provenance.start(provenance.job_record(smk, device))  # every table the job writes carries it
     try:
         yield
         log.info("done in %.1f s", time.time() - start)
@@ -48,15 +71,40 @@ def job(smk: Any) -> Iterator[None]:
         raise
     finally:
         provenance.stop(token)
+        _DEVICE.reset(device_token)
         sys.stdout, sys.stderr = old_out, old_err
         if log_path:
             stream.close()
 
 
+def _model_params(smk: Any) -> dict[str, Any] | None:
+    """The rule's model params when the job runs the model (a ``model`` input and params), else None."""
+    if "model" in smk.params.keys() and "model" in smk.input.keys():
+        return smk.params.model
+    return None
+
+
+def job_device() -> torch.device:
+    """The device the running model job resolved at its start (:func:`job`)."""
+    device = _DEVICE.get()
+    if device is None:
+        raise RuntimeError("job_device() is for model jobs: call it inside `with job(snakemake)` of a rule with "
+                           "a model input and model params")
+    return device
+
+
+def device_stamp() -> str:
+    """The running model job's device as its checkpoints record it (:func:`locedit.device.stamp`):
+    a checkpoint stamped with another device is discarded, never mixed in."""
+    return stamp(job_device())
+
+
 def job_model(model_dir: str, m: dict[str, Any]):
-    """The model and tokenizer from ``model_dir`` with the rule's model params (name, dtype, device)."""
+    """The model and tokenizer from ``model_dir`` with the rule's model params (name, dtype), on the
+    job's device (:func:`job_device`; ``m["device"]`` resolved here outside a job)."""
     start = time.time()
-    model, tok = load_model(model_dir, m.get("dtype", "float32"), m.get("device", "auto"))
+    device = _DEVICE.get() or resolve_device(m.get("device", "auto"))
+    model, tok = load_model(model_dir, m.get("dtype", "float32"), str(device))
     provenance.note("model", provenance.model_record(model, m["name"], m.get("dtype", "float32")))
     log.info("loaded %s (%s, %s) in %.1f s", m["name"], m.get("dtype"), next(model.parameters()).device,
              time.time() - start)

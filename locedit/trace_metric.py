@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .localization import METRICS
 from .prompts import Encoded, unembed
 
-METRICS = ("prob", "logit_diff")
 
 
 @dataclass(frozen=True)

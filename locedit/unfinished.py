@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .models import model_slug
+from .plan import model_slug
 
 SKIPPED = ("analysis",)
 MANIFEST = "stash.json"

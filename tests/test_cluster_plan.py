@@ -23,7 +23,7 @@ def test_gpt_j_sweep_plans_offline_with_slurm_resources(tmp_path):
     # 4 methods x 5 problems x 8 shards edit jobs, each on one GPU with escalating memory
     assert "edit 160" in " ".join(out.split())
     assert "gpu=1" in out and "mem_mb=64000" in out and "runtime=120" in out
-    # longest edit jobs first (locedit.sweep.edit_priority): fact forcing, then ROME / MEMIT
+    # longest edit jobs first (locedit.plan.edit_priority): fact forcing, then ROME / MEMIT
     priorities = [int(line.split()[-1]) for line in out.splitlines() if line.strip().startswith("priority:")]
     assert sorted(priorities) == [1] * 2 * 4 * 8 + [2] * 2 * 8 + [3] * 2 * 8
     assert not (tmp_path / "resources" / "models").exists()  # nothing was prepared or loaded

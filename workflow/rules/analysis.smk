@@ -28,6 +28,8 @@ rule regressions:
         f"{LOGS}/regressions.log",
     benchmark:
         f"{BENCH}/regressions.tsv"
+    resources:
+        **planned("regressions"),
     conda:
         "../../envs/locedit.yaml"
     params:
@@ -61,6 +63,8 @@ rule figures:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCH}/figures.tsv"
+    resources:
+        **planned("figures"),
     conda:
         "../../envs/locedit.yaml"
     params:
@@ -84,6 +88,8 @@ rule localization_figures:
         f"{LOGS}/localization_figures.log",
     benchmark:
         f"{BENCH}/localization_figures.tsv"
+    resources:
+        **planned("localization_figures"),
     conda:
         "../../envs/locedit.yaml"
     params:

@@ -87,11 +87,11 @@ def edit_inputs(wildcards):
         "noise": f"{RUN}/noise.json",
         "noised": f"{RUN}/editing/noised_targets.parquet",
     }
-    if METHODS[wildcards.method].needs_stats:
+    if EDIT_SITES[wildcards.method].needs_stats:
         inputs["stats"] = expand(
             f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS
         )
-    if METHODS[wildcards.method].templates:
+    if EDIT_SITES[wildcards.method].templates:
         inputs["templates"] = f"{RUN}/editing/context_templates.json"
     return {**inputs, **essence_input(wildcards)}
 
@@ -132,3 +132,21 @@ def effect_tables():
     """The effect-window MLP table of each configured localization, main first (id → path)."""
     window = config["editing"]["effect_window"]
     return {loc.id: loc.table(RUN, "mlp", window) for loc in LOCALIZATIONS}
+
+
+def planned(rule):
+    """The rule's resources from locedit.plan: mem_mb, runtime, and gpu / gpu_mem_mb where its
+    jobs run on a GPU (none when the plan has no shape for the model: the profile's defaults)."""
+    return PLAN.resources(rule) if PLAN else {}
+
+
+def _edit_resource(key):
+    return lambda wildcards: PLAN.resources("edit", wildcards.method, wildcards.problem)[key]
+
+
+def planned_edit():
+    """An edit job's planned resources, by its method and problem."""
+    if PLAN is None:
+        return {}
+    keys = PLAN.resources("edit", METHOD_NAMES[0], PROBLEM_NAMES[0])
+    return {key: _edit_resource(key) for key in keys}

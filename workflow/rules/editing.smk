@@ -10,6 +10,8 @@ rule context_templates:
         f"{LOGS}/context_templates.log",
     benchmark:
         f"{BENCH}/context_templates.tsv"
+    resources:
+        **planned("context_templates"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
@@ -33,6 +35,8 @@ rule noised_targets:
         f"{LOGS}/noised_targets.log",
     benchmark:
         f"{BENCH}/noised_targets.tsv"
+    resources:
+        **planned("noised_targets"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
@@ -56,6 +60,8 @@ rule essence_texts:
         f"{LOGS}/essence_texts.log",
     benchmark:
         f"{BENCH}/essence_texts.tsv"
+    resources:
+        **planned("essence_texts"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
@@ -82,6 +88,8 @@ rule pre_edit:
         f"{BENCH}/pre_edit_{{problem}}.tsv"
     wildcard_constraints:
         problem="|".join(PROBLEM_NAMES),
+    resources:
+        **planned("pre_edit"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
@@ -107,6 +115,8 @@ rule edit:
         problem="|".join(PROBLEM_NAMES),
         shard=r"\d+",
     priority: lambda wildcards: edit_priority(wildcards.method, wildcards.problem)
+    resources:
+        **planned_edit(),
     conda:
         "../../envs/locedit.yaml"
     threads: EDIT_THREADS
@@ -134,6 +144,8 @@ rule scores:
         f"{LOGS}/scores.log",
     benchmark:
         f"{BENCH}/scores.tsv"
+    resources:
+        **planned("scores"),
     conda:
         "../../envs/locedit.yaml"
     params:
