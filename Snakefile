@@ -2,6 +2,7 @@
 #   snakemake --cores all                                  # embedded default (config.yaml)
 #   snakemake --cores all --configfile configs/smoke.yaml  # tiny end-to-end run
 import dataclasses
+import math
 import os
 import sys
 
@@ -9,7 +10,8 @@ import sys
 from locedit.config import ConfigError, validate_config, with_tuning
 from locedit.localization import PAPER, Localization, configured
 from locedit.plan import (EDIT_SITES, PROBLEM_NAMES, Plan, central_layers, check_windows, edit_priority,
-                          model_slug, planned_num_layers, stats_folder_name, stats_layers)
+                          corpus_file, model_slug, planned_num_layers, stats_folder_name, stats_groups,
+                          stats_layers)
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
@@ -66,11 +68,22 @@ MLP_WINDOWS = (
 LOCALIZATIONS = configured(config)  # the main analysis's first, then analysis.effects
 MAIN_LOCALIZATION = LOCALIZATIONS[0]
 STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folder_name(config['stats'])}"
+# key_stats_part jobs: layer groups (stats.layers_per_job) x corpus shards (stats.shards)
+STATS_GROUPS = stats_groups(STATS_LAYERS, config["stats"].get("layers_per_job"))
+STATS_SHARDS = range(config["stats"].get("shards", 1))
+CORPUS_FILE = corpus_file(config["stats"])  # an hf: corpus's selected texts, fetched once
 try:  # every rule's memory, GPU and runtime (python -m locedit.plan prints the table)
     PLAN = Plan(config, MODEL_DIR)
 except ValueError as err:
     PLAN = None
     print(f"locedit: {err}; jobs get the profile's default resources", file=sys.stderr)
+
+
+# rules that need the network run where snakemake runs (the login node under SLURM)
+localrules:
+    prepare_model,
+    fetch_counterfact,
+    fetch_corpus,
 
 
 include: "workflow/rules/common.smk"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import resource
 import sys
 import time
 import traceback
@@ -65,7 +66,7 @@ def job(smk: Any) -> Iterator[None]:
     token = provenance.start(provenance.job_record(smk, device))  # every table the job writes carries it
     try:
         yield
-        log.info("done in %.1f s", time.time() - start)
+        log.info("done in %.1f s; peak host memory %.2f GB", time.time() - start, peak_rss_gb())
     except BaseException:
         traceback.print_exc(file=stream)
         raise
@@ -97,6 +98,12 @@ def device_stamp() -> str:
     """The running model job's device as its checkpoints record it (:func:`locedit.device.stamp`):
     a checkpoint stamped with another device is discarded, never mixed in."""
     return stamp(job_device())
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (the kernel's high-water mark, in GiB): what
+    benchmarks/scale.py compares with :mod:`locedit.plan`'s host figure."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def job_model(model_dir: str, m: dict[str, Any]):

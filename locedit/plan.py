@@ -544,12 +544,12 @@ class Plan:
             rows, tokens = bc * TEMPLATES[method], T + 10
             steps = hp["v_steps"]
             state = factor * (window if method == "memit" else 1)
-            flops = TEMPLATES[method] * s.forward_flops(tokens) * (3 * steps + window)
+            flops = TEMPLATES[method] * s.forward_flops(tokens) * (3 * steps * UPPER_ONLY + window)
         else:  # FT: the weights of the window, their gradient and Adam's two moments per case
             rows, tokens = bc * (hp["noise_samples"] if noised else 1), T
             steps = hp["steps"]
             state = bc * window * 4 * s.d_model * s.d_mlp * self.act / GB
-            flops = (rows / bc) * 3 * steps * s.forward_flops(tokens)
+            flops = (rows / bc) * 3 * steps * UPPER_ONLY * s.forward_flops(tokens)
         if editing.get("mixed_precision"):
             state += s.n_params * 2 / GB
         working = max(state + self.activations_gb(rows, tokens, grad_layers=s.n_layers, logits_rows=rows * 3),
@@ -609,6 +609,7 @@ class Plan:
                 for c in self.costs() if c.hours > self.assume.max_job_hours]
 
 
+UPPER_ONLY = 0.5  # optimisation passes run from the edited layer up (upper_only): half the depth on average
 EVAL_PROMPTS = 13  # prompts scored per edit: the rewrite, 2 paraphrases, 10 neighbourhood prompts
 TEMPLATES = {"rome": 21, "memit": 26}  # context templates (locedit.editing.templates)
 EDIT_STEPS = {"ft1": {"steps": 25, "noise_samples": 10}, "ft5": {"steps": 25, "noise_samples": 10},
@@ -633,6 +634,18 @@ def stats_groups(layers: list[int], per_job: int | None) -> dict[str, list[int]]
     size = per_job or max(1, len(layers))
     chunks = [layers[i:i + size] for i in range(0, len(layers), size)]
     return {f"l{chunk[0]}-{chunk[-1]}": chunk for chunk in chunks}
+
+
+def corpus_file(stats_cfg: dict) -> str:
+    """Where rule fetch_corpus writes the selected texts of ``stats.corpus`` (gzipped JSON lines, in
+    the statistics' order). Only ``hf:`` corpora are fetched (once, on a node with network); the
+    bundled and local ones are read in place.
+
+    >>> corpus_file({"corpus": "hf:wikimedia/wikipedia:20231101.en:train", "n_samples": 100000, "seed": 1})
+    'resources/corpus/wikipedia-20231101.en-train_n100000_s1.jsonl.gz'
+    """
+    corpus = Path(stats_cfg["corpus"]).name.replace(":", "-").replace("@", "-")
+    return f"resources/corpus/{corpus}_n{stats_cfg['n_samples']}_s{stats_cfg['seed']}.jsonl.gz"
 
 
 # ---------------------------------------------------------------------------------------------

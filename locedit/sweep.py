@@ -35,11 +35,17 @@ def hparams_for(editing: dict, method: str, problem: str) -> dict:
     }
 
 
-def editable_cases(cases: pd.DataFrame, correctness: pd.DataFrame, problem: str, max_cases: int | None) -> pd.DataFrame:
+def editable_cases(cases: pd.DataFrame, correctness: pd.DataFrame, problem: str, max_cases: int | None,
+                   which: str = "correct") -> pd.DataFrame:
     """Correctly completed cases (all problems), with P(o_true) ≥ 0.02 too for fact erasure; the
-    first ``max_cases`` of the correct ones, so every problem draws from the same cases."""
+    first ``max_cases`` of the correct ones, so every problem draws from the same cases.
+    ``which="all"`` (``editing.cases``) skips the correctness filter (a random-weight model in
+    benchmarks/scale.py completes nothing), not the erasure floor."""
+    if which not in ("correct", "all"):
+        raise ValueError(f"editing.cases {which!r} is not correct or all")
     table = cases.merge(correctness[["case_id", "is_correct", "p_true"]], on="case_id", validate="1:1")
-    table = table[table.is_correct]
+    if which == "correct":
+        table = table[table.is_correct]
     if max_cases is not None:
         table = table.head(max_cases)
     floor = PROBLEMS[problem].min_p_true

@@ -42,7 +42,12 @@ rule noised_targets:
     threads: MODEL_THREADS
     params:
         editing=pick(
-            "editing", "max_cases", "noised_target_tokens", "ff_noise_samples", "seed"
+            "editing",
+            "max_cases",
+            "cases",
+            "noised_target_tokens",
+            "ff_noise_samples",
+            "seed",
         ),
         model=model_params(),
     script:
@@ -66,7 +71,7 @@ rule essence_texts:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
     params:
-        editing=pick("editing", "max_cases", "essence", "seed"),
+        editing=pick("editing", "max_cases", "cases", "essence", "seed"),
         model=model_params(),
     script:
         "../scripts/essence_texts.py"
@@ -94,7 +99,7 @@ rule pre_edit:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
     params:
-        editing=pick("editing", "max_cases", "seed"),
+        editing=pick("editing", "max_cases", "cases", "seed"),
         model=model_params(),
         run=config["run"],
     script:
