@@ -9,9 +9,20 @@ import sys
 # torch-free: the DAG is planned from the config alone (test_plan checks that no torch is imported)
 from locedit.config import ConfigError, validate_config, with_tuning
 from locedit.localization import PAPER, Localization, configured
-from locedit.plan import (EDIT_SITES, PROBLEM_NAMES, Plan, central_layers, check_windows, edit_priority,
-                          corpus_file, model_slug, planned_num_layers, stats_folder_name, stats_groups,
-                          stats_layers)
+from locedit.plan import (
+    EDIT_SITES,
+    PROBLEM_NAMES,
+    Plan,
+    central_layers,
+    check_windows,
+    edit_priority,
+    corpus_file,
+    model_slug,
+    planned_num_layers,
+    stats_folder_name,
+    stats_groups,
+    stats_layers,
+)
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
@@ -71,7 +82,8 @@ STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folde
 # key_stats_part jobs: layer groups (stats.layers_per_job) x corpus shards (stats.shards)
 STATS_GROUPS = stats_groups(STATS_LAYERS, config["stats"].get("layers_per_job"))
 STATS_SHARDS = range(config["stats"].get("shards", 1))
-CORPUS_FILE = corpus_file(config["stats"])  # an hf: corpus's selected texts, fetched once
+# an hf: statistics corpus's selected texts, fetched once (rule fetch_corpus)
+CORPUS_FILE = corpus_file(config["stats"])
 try:  # every rule's memory, GPU and runtime (python -m locedit.plan prints the table)
     PLAN = Plan(config, MODEL_DIR)
 except ValueError as err:
@@ -111,6 +123,8 @@ onsuccess:
     summary = rules.regressions.output.summary
     print(f"locedit: results are in {RUN}/ (summary: {summary})")
     if os.path.exists(summary):
-        from locedit.summary import headline_from_summary  # after the run: torch may load now
+        from locedit.summary import (
+            headline_from_summary,
+        )  # after the run: torch may load now
 
         print(f"locedit: {headline_from_summary(summary)}")

@@ -59,7 +59,7 @@ def attribution_trace(
         clean_hidden = model.base_model(input_ids=one, attention_mask=torch.ones_like(one), use_cache=False).last_hidden_state
     clean_states = [seen[name][0] for name in traced]
 
-    noise = corrupted.embedding_edit(1)
+    noise = corrupted.embedding_edit()
 
     def differentiable(name: str, hidden: torch.Tensor) -> torch.Tensor:
         hidden = hidden.detach().requires_grad_(True)

@@ -12,10 +12,11 @@ it reads is a param, and changing it reruns the job)::
         model, tok = job_model(snakemake.input.model, snakemake.params.model)
         ...
 
-A model job (its rule has a ``model`` input and ``model`` params) resolves ``model.device`` at its
-start (:mod:`locedit.device`): the first line of its log names the device, and a device that
-cannot be used here (``cuda`` on a machine without a GPU) stops the job with one message, in the
-log and on stderr, before anything else runs.
+A job that runs the model (its rule has a ``model`` input and ``model`` params) or computes on its
+device (a ``device`` param) resolves ``model.device`` at its start (:mod:`locedit.device`): the
+first line of its log names the device, and a device that cannot be used here (``cuda`` on a
+machine without a GPU) stops the job with one message, in the log and on stderr, before anything
+else runs.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ _DEVICE: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar("l
 
 @contextlib.contextmanager
 def job(smk: Any) -> Iterator[None]:
-    """Redirect output to the rule's log, set torch threads, resolve a model job's device, and log
-    the wall time or the error."""
+    """Redirect output to the rule's log, set torch threads, resolve a device job's device, and log
+    the wall time or the error (a :class:`~locedit.device.DeviceError` as one line, no traceback)."""
     log_path = smk.log[0] if len(smk.log) else None
     stream = open(log_path, "a", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -50,52 +51,58 @@ def job(smk: Any) -> Iterator[None]:
     logging.basicConfig(stream=stream, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     torch.set_num_threads(max(1, int(smk.threads)))  # the rule's threads: model.threads where set (Snakefile)
     start = time.time()
-    model = _model_params(smk)
-    asked = model.get("device", "auto") if model is not None else None
+    stop = None
     try:
+        asked = _asked_device(smk)
         device = resolve_device(asked) if asked is not None else None
-    except DeviceError as err:  # one message, no traceback: the config, not the code, is wrong
-        sys.stdout, sys.stderr = old_out, old_err
+        if device is not None:
+            log.info("device: %s (model.device %s)", describe(device), asked)
+        device_token = _DEVICE.set(device)
+        token = provenance.start(provenance.job_record(smk, device))  # every table the job writes carries it
+        try:
+            yield
+            log.info("done in %.1f s; peak host memory %.2f GB", time.time() - start, peak_rss_gb())
+            if torch.cuda.is_initialized():  # read by benchmarks/gpu.py
+                log.info("%s: peak GPU memory %.0f MiB", smk.rule, torch.cuda.max_memory_allocated() / 2**20)
+        finally:
+            provenance.stop(token)
+            _DEVICE.reset(device_token)
+    except DeviceError as err:  # the config asks for a device this machine lacks: not a bug to trace back
+        stop = err
         if log_path:
             print(f"locedit: {err}", file=stream)
-            stream.close()
-        raise SystemExit(f"locedit: {err}") from None
-    if device is not None:
-        log.info("device: %s (model.device %s)", describe(device), asked)
-    device_token = _DEVICE.set(device)
-    token = provenance.start(provenance.job_record(smk, device))  # every table the job writes carries it
-    try:
-        yield
-        log.info("done in %.1f s; peak host memory %.2f GB", time.time() - start, peak_rss_gb())
     except BaseException:
         traceback.print_exc(file=stream)
         raise
     finally:
-        provenance.stop(token)
-        _DEVICE.reset(device_token)
         sys.stdout, sys.stderr = old_out, old_err
         if log_path:
             stream.close()
+    if stop is not None:
+        raise SystemExit(f"locedit: {stop}")  # printed once on stderr, exit status 1
 
 
-def _model_params(smk: Any) -> dict[str, Any] | None:
-    """The rule's model params when the job runs the model (a ``model`` input and params), else None."""
+def _asked_device(smk: Any) -> str | None:
+    """The device a job asks for: a rule that runs the model (a ``model`` input and ``model`` params)
+    its ``model.device``, one that only computes on the device its ``device`` param; else None."""
+    if "device" in smk.params.keys():
+        return smk.params.device
     if "model" in smk.params.keys() and "model" in smk.input.keys():
-        return smk.params.model
+        return smk.params.model.get("device", "auto")
     return None
 
 
 def job_device() -> torch.device:
-    """The device the running model job resolved at its start (:func:`job`)."""
+    """The device the running job resolved at its start (:func:`job`)."""
     device = _DEVICE.get()
     if device is None:
-        raise RuntimeError("job_device() is for model jobs: call it inside `with job(snakemake)` of a rule with "
-                           "a model input and model params")
+        raise RuntimeError("job_device() is for jobs that run the model or compute on its device: call it inside "
+                           "`with job(snakemake)` of a rule with a model input and model params, or a device param")
     return device
 
 
 def device_stamp() -> str:
-    """The running model job's device as its checkpoints record it (:func:`locedit.device.stamp`):
+    """The running job's device as its checkpoints record it (:func:`locedit.device.stamp`):
     a checkpoint stamped with another device is discarded, never mixed in."""
     return stamp(job_device())
 

@@ -274,7 +274,7 @@ def download_snapshot(hub_id: str, local_dir: Path | None = None) -> Path:
                 f"Hugging Face folder, nor a hub id that could be downloaded here ({_first_line(err)}). "
                 "Fix model.name in the config if it is misspelt. A hub id is downloaded once, by the rule "
                 "prepare_model, which needs network access: where compute nodes are offline, run it on the "
-                "login node first (snakemake --cores 1 --configfile <config> prepare_model; README 'Running "
+                "login node first (snakemake --cores 1 prepare_model --configfile <config>; README 'Running "
                 "on an offline cluster'), or set HF_HOME to a Hugging Face cache that holds the model."
             ) from err
 

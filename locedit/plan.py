@@ -287,7 +287,8 @@ def planned_num_layers(model_cfg: dict, model_dir: str | Path | None = None) -> 
 # ---------------------------------------------------------------------------------------------
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
-BASE_GB = 0.5  # python, torch, transformers, pandas and the rule's script, measured (docs/performance.md)
+BASE_GB = 0.5  # a model job before its weights: python, torch, transformers, pandas, the script (measured)
+CPU_BASE_GB = 0.35  # a job that loads no model (measured: select_cases, trace_merge, noise_level with a constant σ)
 CUDA_CONTEXT_GB = 0.6  # the CUDA context and caching allocator's slack on a GPU
 ALL_RECORDS = {"bundled": 2191}  # records when data.n_cases is null; a full CounterFact file has 21,919
 FULL_COUNTERFACT = 21919
@@ -357,7 +358,7 @@ class Plan:
         >>> from locedit.config import load_config
         >>> plan = Plan(load_config("configs/gpt-j-6b.yaml"))
         >>> plan.cost("edit").jobs, plan.cost("edit").gpu_gb < 80
-        (160, True)
+        (320, True)
     """
 
     def __init__(self, config: dict[str, Any], model_dir: str | Path | None = None):
@@ -426,7 +427,7 @@ class Plan:
         return RuleCost(rule, jobs, BASE_GB + self.weights_gb + working_gb + host_extra_gb, 0.0, hours, note)
 
     def cpu_job(self, rule: str, jobs: int, host_gb: float, hours: float = 0.05, note: str = "") -> RuleCost:
-        return RuleCost(rule, jobs, BASE_GB + host_gb, 0.0, hours, note)
+        return RuleCost(rule, jobs, CPU_BASE_GB + host_gb, 0.0, hours, note)
 
     # -- the rules ------------------------------------------------------------------------------
     def _all_costs(self) -> Iterable[RuleCost]:
@@ -444,13 +445,16 @@ class Plan:
             yield self.cpu_job("prepare_model", 1, 2 * self.weights_gb, 0.05)
         else:  # a hub id is downloaded once (network), a local folder only checked
             yield self.cpu_job("prepare_model", 1, 1.0, 1.0, note="network once (hub id)")
-        yield self.cpu_job("select_cases", 1, small)
+        yield self.cpu_job("select_cases", 1, 0.02)
         check = cfg["correctness"]
         gen_tokens = T + check["max_new_tokens"]
         kv_cache = 2 * s.n_layers * check["batch_size"] * gen_tokens * s.n_kv_heads * s.head_dim * self.act / GB
         yield self.model_job("check_correctness", 1, self.activations_gb(check["batch_size"], gen_tokens) + kv_cache,
                              self.records * (fwd(gen_tokens) + check["max_new_tokens"] * fwd(0, logits_rows=1)))
-        yield self.model_job("noise_level", 1, small, fwd(1000 * 8, layers=0))
+        if cfg["noise"]["rule"] == "constant":  # σ given: nothing loaded
+            yield self.cpu_job("noise_level", 1, 0.0)
+        else:  # σ from the subject embeddings of the knowns: the model is loaded
+            yield self.model_job("noise_level", 1, small, fwd(1000 * 8, layers=0))
         yield from self._tracing_costs()
         yield from self._stats_costs()
         editing = cfg["editing"]
@@ -494,7 +498,7 @@ class Plan:
         yield self.cpu_job("replacement_subjects", int("-str-" in "".join(self.localizations)), 0.5)
         yield self.model_job("trace", tables * shards, working, cases * flops_case,
                              note=f"{tables} tables x {shards} shards, {cases} cases per job")
-        yield self.cpu_job("trace_merge", tables, 0.5)
+        yield self.cpu_job("trace_merge", tables, 0.05)
         yield self.cpu_job("trace_heatmaps", len(tracing["kinds"]) * len(tracing["windows"]), 0.3)
 
     def stats_groups(self) -> dict[str, list[int]]:
@@ -518,9 +522,10 @@ class Plan:
         yield self.model_job("key_stats_part", jobs * shards, working, flops,
                              host_extra_gb=G * square if self.gpu else 0.0,
                              note=f"{len(groups)} layer groups of <= {G} x {shards} corpus shards")
-        yield self.cpu_job("key_stats", int(jobs > 0), 3 * square, note="sums the parts, one layer at a time")
+        # one layer at a time, but a part's layers stay resident once its memory-mapped file is read
+        yield self.cpu_job("key_stats", int(jobs > 0), (G + 2) * square, note="sums the parts, one layer at a time")
         factor = RuleCost("factor_stats", len(self.stats_layers),
-                          BASE_GB + s.d_mlp**2 * (4 + 8) / GB if self.gpu else BASE_GB + s.d_mlp**2 * (4 + 3 * 8) / GB,
+                          BASE_GB + s.d_mlp**2 * (4 + 8) / GB if self.gpu else BASE_GB + s.d_mlp**2 * (4 + 2 * 8) / GB,
                           CUDA_CONTEXT_GB + s.d_mlp**2 * (4 + 3 * 8) / GB if self.gpu else 0.0,
                           self.hours(2 * s.d_mlp**3, self.gpu), note="C^-1 in float64, once per layer")
         yield factor
@@ -552,7 +557,8 @@ class Plan:
             flops = (rows / bc) * 3 * steps * UPPER_ONLY * s.forward_flops(tokens)
         if editing.get("mixed_precision"):
             state += s.n_params * 2 / GB
-        working = max(state + self.activations_gb(rows, tokens, grad_layers=s.n_layers, logits_rows=rows * 3),
+        grad_layers = s.n_layers - min(self.central)  # backward from the lowest edited layer up (upper_only)
+        working = max(state + self.activations_gb(rows, tokens, grad_layers=grad_layers, logits_rows=rows * 3),
                       state + self.activations_gb(bc * EVAL_PROMPTS, 2 * T, logits_rows=bc * EVAL_PROMPTS * 3))
         flops += s.forward_flops(EVAL_PROMPTS * 2 * T, logits_rows=EVAL_PROMPTS * 3)
         shards = editing["shards"]

@@ -1,18 +1,19 @@
 """Second-moment statistics C = E[k kᵀ] of the MLP keys (the input of the down-projection).
 
-ROME and MEMIT need C⁻¹ for every edited layer. The pass over the corpus may be split into jobs by
-layer group and corpus shard (rules ``key_stats_part``); each accumulates running sums on the
-model's device in the statistics dtype, checkpointed every few batches, and the parts add up
-exactly (rule ``key_stats``). C is then inverted once per layer (rule ``factor_stats``) and edit
-jobs read only the factors they need (:class:`KeyStats`)::
+ROME and MEMIT need C⁻¹ for every edited layer. The pass over the corpus (a stream of the selected
+texts, :func:`corpus_texts`) may be split into jobs by layer group and corpus shard (rule
+``key_stats_part``); each accumulates running sums of its layers on the model's device in the
+statistics dtype, checkpointed every few batches. The parts' sums and token counts are added
+(rule ``key_stats``), C is inverted once per layer (rule ``factor_stats``), and an edit job reads
+only the factors of the window it edits (:class:`KeyStats`)::
 
     >>> texts = corpus_texts("bundled-wiki", n_samples=400, shard=0, shards=2)    # doctest: +SKIP
-    >>> part = collect_second_moments(model, tok, texts, layers=[3, 4, 5],
-    ...                               checkpoint="resources/stats/x/parts/.l3-5_shard0.pt")  # doctest: +SKIP
-    >>> save_part(part, "resources/stats/x/parts/l3-5_shard0.pt")                  # doctest: +SKIP
-    >>> save_merged_moments(sorted(Path("resources/stats/x/parts").glob("*.pt")), "resources/stats/x")  # doctest: +SKIP
-    >>> save_factor("resources/stats/x", 4, "cuda")                                # doctest: +SKIP
-    >>> KeyStats("resources/stats/x", keep=5).inverse(4, "cuda").dtype             # doctest: +SKIP
+    >>> part = collect_second_moments(model, tok, texts, layers=[3, 4, 5], meta={"shard": 0, "shards": 2},
+    ...                               checkpoint="stats/parts/.l3-5_shard0.checkpoint.pt")  # doctest: +SKIP
+    >>> save_part(part, "stats/parts/l3-5_shard0.pt")                             # doctest: +SKIP
+    >>> save_merged_moments(["stats/parts/l3-5_shard0.pt", "stats/parts/l3-5_shard1.pt"], "stats")  # doctest: +SKIP
+    >>> save_factor("stats", 4, "cuda")                                           # doctest: +SKIP
+    >>> KeyStats("stats", keep=5).inverse(4, "cuda").dtype                        # doctest: +SKIP
     torch.float64
 """
 
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .device import stamp
 from .hooks import capture_inputs, forward_until
 from .models import architecture_of
 from .prompts import pad_batch
@@ -252,15 +254,15 @@ def collect_second_moments(
     Texts are truncated to ``max_tokens``; nothing above the highest of ``layers`` is computed.
     With ``checkpoint``, the running sums are saved (on the host) every ``checkpoint_every``
     batches and a rerun continues from the saved batch, provided the checkpoint was made with the
-    same settings on the same device (``meta``, e.g. the corpus and shard, is one of them);
-    another checkpoint is ignored and overwritten. ``stop_after_batches`` ends early (tests use it
-    to simulate a killed job).
+    same settings (``meta``, e.g. the corpus and shard, among them) on the same kind of device
+    (:func:`locedit.device.stamp`); another checkpoint is ignored and overwritten.
+    ``stop_after_batches`` ends early (tests use it to simulate a killed job).
     """
     arch = architecture_of(model)
     device = next(model.parameters()).device
     names = {arch.down_proj(layer): layer for layer in layers}
     meta = {"max_tokens": max_tokens, "accumulate": str(accumulate), "layers": sorted(layers),
-            "n_texts_planned": len(texts), "batch_size": batch_size, "device": str(device), **(meta or {})}
+            "n_texts_planned": len(texts), "batch_size": batch_size, "device": stamp(device), **(meta or {})}
     moments = SecondMoments(sums={}, meta=meta)
     if checkpoint and Path(checkpoint).exists():
         saved = SecondMoments.load(checkpoint, device)

@@ -202,7 +202,7 @@ def _clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int]
         lambda _m, _i, out: returns_tuple.append(isinstance(out, tuple))
     )
     ids = corrupted.ids
-    edit = corrupted.embedding_edit(1)
+    edit = corrupted.embedding_edit()
     try:
         with edit_outputs(model, {arch.embedding: edit} if edit else {}), capture_outputs(model, layers) as seen:
             hidden = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
@@ -224,7 +224,7 @@ def _clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int]
 def _corrupted_prefix(model, arch, corrupted: Corrupted, length: int):
     """The corrupted rows' key/value cache of positions ``[0, length)`` (one pass over the prefix)."""
     ids = corrupted.ids[:, :length]
-    edit = corrupted.embedding_edit(1, 0, length)
+    edit = corrupted.embedding_edit(0, length)
     with edit_outputs(model, {arch.embedding: edit} if edit else {}):
         out = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
     return out.cache
@@ -268,7 +268,7 @@ def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, f
     edits = {arch.module_for(kind, j): restorer(j) for j in rows_at}
     hidden_in = None
     if start == 0:
-        if (noise := runs.corrupted.embedding_edit(copies, from_token)) is not None:
+        if (noise := runs.corrupted.embedding_edit(from_token)) is not None:
             edits[arch.embedding] = noise
     else:
         hidden_in = runs.corrupted_layer_out[start - 1][:, from_token:].repeat(copies, 1, 1)

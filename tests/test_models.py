@@ -157,10 +157,11 @@ def hub_repo(tmp_path, gpt2_tokenizer):
 
 
 def unreachable_hub(monkeypatch) -> None:
-    """Offline mode, a bogus endpoint, and any socket connection fails the test."""
+    """Offline mode, a bogus endpoint, and any name lookup or connection fails the test."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail(f"network access: {a}"))
+    for name, owner in (("getaddrinfo", socket), ("connect", socket.socket)):
+        monkeypatch.setattr(owner, name, lambda *a, name=name: pytest.fail(f"network access: {name}{a[:2]}"))
 
 
 @pytest.mark.parametrize("cache", [False, True], ids=["into-resources", "into-HF_HOME"])

@@ -28,10 +28,10 @@ rule regressions:
         f"{LOGS}/regressions.log",
     benchmark:
         f"{BENCH}/regressions.tsv"
-    resources:
-        **planned("regressions"),
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("regressions"),
     params:
         correlation_layer=CORRELATION_LAYER,
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
@@ -63,10 +63,10 @@ rule figures:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCH}/figures.tsv"
-    resources:
-        **planned("figures"),
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("figures"),
     params:
         windows=MLP_WINDOWS,
         effect_window=config["editing"]["effect_window"],
@@ -88,10 +88,10 @@ rule localization_figures:
         f"{LOGS}/localization_figures.log",
     benchmark:
         f"{BENCH}/localization_figures.tsv"
-    resources:
-        **planned("localization_figures"),
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("localization_figures"),
     params:
         localizations=list(effect_tables()),
         effect_window=config["editing"]["effect_window"],

@@ -104,7 +104,8 @@ def edit_inputs(wildcards):
         "noise": f"{RUN}/noise.json",
         "noised": f"{RUN}/editing/noised_targets.parquet",
     }
-    if EDIT_SITES[wildcards.method].needs_stats:  # C⁻¹ of the layers this method edits (rule factor_stats)
+    if EDIT_SITES[wildcards.method].needs_stats:
+        # C⁻¹ of the layers this method edits (rule factor_stats)
         layers = stats_layers([wildcards.method], CENTRAL_LAYERS, N_LAYERS)
         inputs["stats"] = expand(f"{STATS_DIR}/inv_layer{{layer}}.pt", layer=layers)
     if EDIT_SITES[wildcards.method].templates:
@@ -161,7 +162,11 @@ def trace_settings():
 
 def trace_folder(wildcards):
     """tracing/, or tracing/{loc}/ for a localization other than the paper's."""
-    return f"{RUN}/tracing/{wildcards.loc}" if "loc" in wildcards.keys() else f"{RUN}/tracing"
+    return (
+        f"{RUN}/tracing/{wildcards.loc}"
+        if "loc" in wildcards.keys()
+        else f"{RUN}/tracing"
+    )
 
 
 def trace_shards(wildcards):
@@ -190,14 +195,19 @@ def planned(rule):
     Memory and time grow by half the plan with each retry (attempt 2, 3)."""
     if PLAN is None:
         return {}
-    return {key: _growing(key, lambda wildcards: PLAN.resources(rule)) for key in PLAN.resources(rule)}
+    return {
+        key: _growing(key, lambda wildcards: PLAN.resources(rule))
+        for key in PLAN.resources(rule)
+    }
 
 
 def planned_edit():
     """An edit job's planned resources, by its method and problem."""
     if PLAN is None:
         return {}
-    of_job = lambda wildcards: PLAN.resources("edit", wildcards.method, wildcards.problem)
+    of_job = lambda wildcards: PLAN.resources(
+        "edit", wildcards.method, wildcards.problem
+    )
     keys = PLAN.resources("edit", METHOD_NAMES[0], PROBLEM_NAMES[0])
     return {key: _growing(key, of_job) for key in keys}
 
@@ -205,5 +215,17 @@ def planned_edit():
 def _growing(key, of_job):
     """Resource ``key`` of a job (``of_job(wildcards)``), memory and runtime grown on retries."""
     if key in ("mem_mb", "runtime"):
-        return lambda wildcards, attempt: math.ceil(of_job(wildcards)[key] * (1 + (attempt - 1) / 2))
+        return lambda wildcards, attempt: math.ceil(
+            of_job(wildcards)[key] * (1 + (attempt - 1) / 2)
+        )
     return lambda wildcards: of_job(wildcards)[key]
+
+
+def corpus_fetched():
+    """An hf: statistics corpus is fetched once (rule fetch_corpus); the others are read in place."""
+    return config["stats"]["corpus"].startswith("hf:")
+
+
+def stats_corpus(wildcards):
+    """A key_stats_part job's fetched corpus file, when there is one."""
+    return {"corpus": CORPUS_FILE} if corpus_fetched() else {}

@@ -10,11 +10,11 @@ rule context_templates:
         f"{LOGS}/context_templates.log",
     benchmark:
         f"{BENCH}/context_templates.tsv"
-    resources:
-        **planned("context_templates"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("context_templates"),
     params:
         seed=config["editing"]["templates_seed"],
         rome_lengths=config["editing"]["rome_template_lengths"],
@@ -35,11 +35,11 @@ rule noised_targets:
         f"{LOGS}/noised_targets.log",
     benchmark:
         f"{BENCH}/noised_targets.tsv"
-    resources:
-        **planned("noised_targets"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("noised_targets"),
     params:
         editing=pick(
             "editing",
@@ -65,11 +65,11 @@ rule essence_texts:
         f"{LOGS}/essence_texts.log",
     benchmark:
         f"{BENCH}/essence_texts.tsv"
-    resources:
-        **planned("essence_texts"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("essence_texts"),
     params:
         editing=pick("editing", "max_cases", "cases", "essence", "seed"),
         model=model_params(),
@@ -93,11 +93,11 @@ rule pre_edit:
         f"{BENCH}/pre_edit_{{problem}}.tsv"
     wildcard_constraints:
         problem="|".join(PROBLEM_NAMES),
-    resources:
-        **planned("pre_edit"),
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("pre_edit"),
     params:
         editing=pick("editing", "max_cases", "cases", "seed"),
         model=model_params(),
@@ -120,11 +120,11 @@ rule edit:
         problem="|".join(PROBLEM_NAMES),
         shard=r"\d+",
     priority: lambda wildcards: edit_priority(wildcards.method, wildcards.problem)
-    resources:
-        **planned_edit(),
     conda:
         "../../envs/locedit.yaml"
     threads: EDIT_THREADS
+    resources:
+        **planned_edit(),
     params:
         editing=edit_settings,
         layers=CENTRAL_LAYERS,
@@ -149,10 +149,10 @@ rule scores:
         f"{LOGS}/scores.log",
     benchmark:
         f"{BENCH}/scores.tsv"
-    resources:
-        **planned("scores"),
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("scores"),
     params:
         editing=pick("editing", "first_prompt_only", "effect_window"),
         model=model_params(),
