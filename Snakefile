@@ -11,6 +11,7 @@ from locedit.config import ConfigError, validate_config, with_tuning
 from locedit.localization import PAPER, Localization, configured
 from locedit.plan import (
     EDIT_SITES,
+    GPU_RULES,
     PROBLEM_NAMES,
     Plan,
     central_layers,
@@ -22,6 +23,7 @@ from locedit.plan import (
     stats_folder_name,
     stats_groups,
     stats_layers,
+    uses_gpu,
 )
 
 

@@ -158,13 +158,15 @@ def peak_gpu_mib(folder: Path) -> dict[str, int]:
 
 
 def overlay(device: str) -> str:
-    """configs/smoke.yaml reduced to the tiny model (as tests/test_workflow.py's tiny run) on ``device``."""
+    """configs/smoke.yaml reduced to the tiny model (as tests/test_workflow.py's tiny run) on ``device``,
+    with tracing and key statistics sharded as the GPU presets shard them."""
     import yaml
 
     return yaml.safe_dump({
         "run": RUN,
         "model": {"name": "models/tiny-llama", "num_layers": 6, "device": device},
-        "tracing": {"kinds": ["hidden", "mlp", "attn"]},
+        "tracing": {"kinds": ["hidden", "mlp", "attn"], "shards": 2},
+        "stats": {"shards": 2, "layers_per_job": 2},
         "editing": {"layers": [1, 4], "problems": PROBLEMS, "essence": {"enabled": False}},
     })
 

@@ -60,9 +60,15 @@ def model_slug(name: str) -> str:
     return name.rstrip("/").replace("/", "--")
 
 
+def corpus_slug(corpus: str) -> str:
+    """A file-safe name of ``stats.corpus``: ``hf:wikimedia/wikipedia:20231101.en:train`` ->
+    ``wikipedia-20231101.en-train``."""
+    return Path(corpus).name.replace(":", "-").replace("@", "-")
+
+
 def stats_folder_name(stats_cfg: dict) -> str:
     """Folder of one statistics setting, e.g. ``bundled-wiki_n400_t256_float32_s1``."""
-    corpus = Path(stats_cfg["corpus"]).name.replace(":", "-").replace("@", "-")
+    corpus = corpus_slug(stats_cfg["corpus"])
     return f"{corpus}_n{stats_cfg['n_samples']}_t{stats_cfg['max_tokens']}_{stats_cfg['dtype']}_s{stats_cfg['seed']}"
 
 
@@ -202,14 +208,18 @@ class ModelShape:
                              f"(known: {', '.join(FAMILIES)}); add one, or state model.shape in the config")
 
         def first(keys: tuple[str, ...], default=None):
-            return next((cfg[k] for k in keys if cfg.get(k) is not None), default)
+            found = next((cfg[k] for k in keys if cfg.get(k) is not None), default)
+            if found is None:
+                raise ValueError(f"the {cfg['model_type']} shape has none of {', '.join(keys)}: "
+                                 "copy it from the model's config.json into model.shape")
+            return found
 
         d_model = int(first(family.d_model))
         n_heads = int(first(family.n_heads))
         head_dim = int(cfg.get("head_dim") or d_model // n_heads)
         return cls(
             model_type=cfg["model_type"], d_model=d_model, d_mlp=int(first(family.d_mlp, 4 * d_model)),
-            n_layers=int(first(family.n_layers)), vocab=int(cfg["vocab_size"]), n_heads=n_heads,
+            n_layers=int(first(family.n_layers)), vocab=int(first(("vocab_size",))), n_heads=n_heads,
             n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads), head_dim=head_dim,
             tied=bool(cfg.get("tie_word_embeddings", family.tied_default)), gated=family.gated,
             n_positions=int(cfg.get(family.positions) or 0) if family.positions else 0)
@@ -293,6 +303,9 @@ CUDA_CONTEXT_GB = 0.6  # the CUDA context and caching allocator's slack on a GPU
 ALL_RECORDS = {"bundled": 2191}  # records when data.n_cases is null; a full CounterFact file has 21,919
 FULL_COUNTERFACT = 21919
 GPU_SIZES_GB = (24, 40, 80)
+# the rules whose jobs compute on the model's device (noise_level only when σ comes from the model)
+GPU_RULES = ("check_correctness", "noise_level", "trace", "key_stats_part", "factor_stats", "context_templates",
+             "noised_targets", "essence_texts", "pre_edit", "edit")
 
 
 @dataclass(frozen=True)
@@ -586,13 +599,13 @@ class Plan:
 
     def table(self) -> str:
         """The plan as a markdown table, with totals and the assumptions under it."""
-        head = ["rule", "jobs", "host GB / job", "GPU GB / job", "h / job", "GPU-h"] + [f"{g} GB" for g in GPU_SIZES_GB]
+        head = ["rule", "jobs", "host GB / job", "GPU GB / job", "h / job", "GPU-h"] + [f"{g} GB" for g in GPU_SIZES_GB] + ["note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for c in (c for c in self.costs() if c.jobs):
             fits = ["yes" if c.fits(g) else "**no**" for g in GPU_SIZES_GB] if c.gpu_gb else ["-"] * len(GPU_SIZES_GB)
             gpu = f"{c.gpu_gb:.1f}" if c.gpu_gb else "-"
             lines.append(f"| {c.rule} | {c.jobs} | {c.host_gb:.1f} | {gpu} | {c.hours:.2f} | {c.gpu_hours:.1f} | "
-                         + " | ".join(fits) + " |")
+                         + " | ".join(fits) + f" | {c.note} |")
         s, a = self.shape, self.assume
         total = sum(c.gpu_hours for c in self.costs())
         lines += ["", f"{self.config['model']['name']}: {s.n_params / 1e9:.2f}B parameters ({s.n_layers} layers, "
@@ -650,7 +663,7 @@ def corpus_file(stats_cfg: dict) -> str:
     >>> corpus_file({"corpus": "hf:wikimedia/wikipedia:20231101.en:train", "n_samples": 100000, "seed": 1})
     'resources/corpus/wikipedia-20231101.en-train_n100000_s1.jsonl.gz'
     """
-    corpus = Path(stats_cfg["corpus"]).name.replace(":", "-").replace("@", "-")
+    corpus = corpus_slug(stats_cfg["corpus"])
     return f"resources/corpus/{corpus}_n{stats_cfg['n_samples']}_s{stats_cfg['seed']}.jsonl.gz"
 
 

@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 PRESETS = ["configs/gpt-j-6b.yaml", "configs/gpt2-xl.yaml"]
 
 
-def test_the_snakefile_builds_the_dag_without_importing_torch(tmp_path):
+@pytest.mark.parametrize("overlays", [[], ["configs/smoke.yaml"], ["configs/gpt-j-6b.yaml"]])
+def test_the_snakefile_builds_the_dag_without_importing_torch(tmp_path, overlays):
     script = ("import sys\nfrom snakemake.cli import main\n"
-              "try:\n    main(['-s', sys.argv[1], '-n', '--cores', '1', '--quiet'])\n"
+              "try:\n    main(['-s', sys.argv[1], '-n', '--cores', '1', '--quiet', *sys.argv[2:]])\n"
               "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))")
-    done = subprocess.run([sys.executable, "-c", script, str(REPO / "Snakefile")], cwd=tmp_path,
+    configfiles = ["--configfile", *(str(REPO / o) for o in overlays)] if overlays else []
+    done = subprocess.run([sys.executable, "-c", script, str(REPO / "Snakefile"), *configfiles], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -94,6 +96,12 @@ def test_gpu_resources_only_where_jobs_run_on_a_gpu():
     cpu = Plan(load_config())  # config.yaml: device auto on a machine without a GPU
     if not uses_gpu(cpu.config["model"]):
         assert all("gpu" not in cpu.resources(c.rule) for c in cpu.costs() if not c.rule.startswith("edit ("))
+
+
+def test_a_constant_noise_level_loads_no_model_and_takes_no_gpu():
+    plan = Plan(load_config(REPO / "configs/gpt-j-6b.yaml"))
+    assert plan.config["noise"]["rule"] == "constant" and "gpu" not in plan.resources("noise_level")
+    assert plan.cost("noise_level").host_gb < 1
 
 
 def test_device_decides_where_model_jobs_run(monkeypatch):

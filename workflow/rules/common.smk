@@ -5,6 +5,11 @@
 # the model, and for an edit job its own method's hyperparameters only.
 
 
+def noise_model(wildcards):
+    """The model, for σ from its subject embeddings (``noise.rule: s3``); a constant σ loads none."""
+    return {} if config["noise"]["rule"] == "constant" else {"model": MODEL_DIR}
+
+
 def model_params():
     """The model settings a model-running job reads."""
     return {
@@ -191,10 +196,10 @@ def effect_tables():
 
 def planned(rule):
     """The rule's resources from locedit.plan: mem_mb, runtime, and gpu / gpu_mem_mb where its
-    jobs run on a GPU (none when the plan has no shape for the model: the profile's defaults).
+    jobs run on a GPU (without a shape for the model, only the GPU: the profile's defaults apply).
     Memory and time grow by half the plan with each retry (attempt 2, 3)."""
     if PLAN is None:
-        return {}
+        return _unplanned(rule)
     return {
         key: _growing(key, lambda wildcards: PLAN.resources(rule))
         for key in PLAN.resources(rule)
@@ -204,12 +209,20 @@ def planned(rule):
 def planned_edit():
     """An edit job's planned resources, by its method and problem."""
     if PLAN is None:
-        return {}
+        return _unplanned("edit")
     of_job = lambda wildcards: PLAN.resources(
         "edit", wildcards.method, wildcards.problem
     )
     keys = PLAN.resources("edit", METHOD_NAMES[0], PROBLEM_NAMES[0])
     return {key: _growing(key, of_job) for key in keys}
+
+
+def _unplanned(rule):
+    """Without a model shape the profile's memory and time apply, but a job that computes on a GPU
+    still takes one (one at a time locally; the GPU partition on SLURM)."""
+    constant_noise = rule == "noise_level" and config["noise"]["rule"] == "constant"
+    on_gpu = rule in GPU_RULES and not constant_noise and uses_gpu(config["model"])
+    return {"gpu": 1} if on_gpu else {}
 
 
 def _growing(key, of_job):

@@ -80,7 +80,7 @@ rule check_correctness:
 
 rule noise_level:
     input:
-        model=MODEL_DIR,
+        unpack(noise_model),
     output:
         f"{RUN}/noise.json",
     log:

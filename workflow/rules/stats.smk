@@ -24,7 +24,7 @@ rule key_stats_part:
         unpack(stats_corpus),
         model=MODEL_DIR,
     output:
-        f"{STATS_DIR}/parts/{{group}}_shard{{shard}}.pt",
+        temp(f"{STATS_DIR}/parts/{{group}}_shard{{shard}}.pt"),  # GPT-J: 14 GiB each, removed once merged
     log:
         f"{STATS_DIR}/logs/key_stats_part_{{group}}_shard{{shard}}.log",
     benchmark:

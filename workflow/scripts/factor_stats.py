@@ -2,11 +2,10 @@
 import logging
 from pathlib import Path
 
-from locedit.jobs import job
-from locedit.models import resolve_device
+from locedit.jobs import job, job_device
 from locedit.stats import save_factor
 
 with job(snakemake):
-    device = resolve_device(snakemake.params.device)
+    device = job_device()  # resolved by job() from the device param, at the job's start
     path = save_factor(Path(snakemake.input[0]).parent, int(snakemake.wildcards.layer), device)
     logging.info("wrote %s (inverted on %s)", path, device)

@@ -20,7 +20,8 @@ with job(snakemake):
         accumulate=getattr(torch, opts["dtype"]), checkpoint=snakemake.params.checkpoint,
         checkpoint_every=opts["checkpoint_every"],
         meta={"corpus": opts["corpus"], "n_samples": opts["n_samples"], "seed": opts["seed"],
-              "model": snakemake.params.model["name"], "shard": shard, "shards": shards},
+              "model": snakemake.params.model["name"], "dtype": snakemake.params.model.get("dtype", "float32"),
+              "shard": shard, "shards": shards},
     )
     logging.info("layers %s, corpus shard %d of %d: %d texts, %d tokens", snakemake.params.layers, shard, shards,
                  part.n_texts, part.n_tokens)
