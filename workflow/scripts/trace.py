@@ -1,5 +1,6 @@
 """Rules trace / trace_localization: causal tracing of every selected case for one (localization,
-kind, window), resumable per case."""
+kind, window), resumable per case. Under the logit difference the contrast is the corrupted
+prompt's answer: the str partner's target_true, or the case's target_new under Gaussian noise."""
 import logging
 
 import pandas as pd
@@ -10,6 +11,7 @@ from locedit.attribution import attribution_trace
 from locedit.corruption import GaussianNoise, TokenReplacement
 from locedit.io import CaseCheckpoint, read_json
 from locedit.jobs import job, job_model
+from locedit.trace_metric import answer_token
 from locedit.tracing import trace
 
 with job(snakemake):
@@ -30,6 +32,8 @@ with job(snakemake):
     settings = {"kind": kind, "window": window, "sigma": sigma, "samples": opts["samples"], "seed": opts["seed"],
                 "all_tokens": opts["all_tokens"], "mixed_precision": opts.get("mixed_precision", False), **loc, "model": snakemake.params.model["name"],
                 "dtype": snakemake.params.model.get("dtype", "float32")}
+    if loc["metric"] == "logit_diff" or loc["method"] == "attribution":  # redefined in issue 38: no older checkpoint
+        settings["definition"] = "issue 38: contrast = the corrupted prompt's answer; joint first-order window"
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     todo = set(checkpoint.todo(cases.case_id.tolist()))
     logging.info("%d cases to trace (%s), %d already in the checkpoint", len(todo),
@@ -47,10 +51,18 @@ with job(snakemake):
                 checkpoint.save(case.case_id, pd.DataFrame())
                 continue
             corruption = TokenReplacement(tuple(int(i) for i in partner["prompt_ids"]), int(partner["partner_case_id"]))
+            contrast = partner["partner_target"]
         else:
             corruption = GaussianNoise(sigma, samples=opts["samples"], seed=opts["seed"])
+            contrast = case.target_new
+        if loc["metric"] == "logit_diff" and answer_token(tok, contrast) == answer_token(tok, case.target_true):
+            logging.warning("case_id %d not traced under logit_diff: its contrast answer %r starts with the token of "
+                            "its target %r (the difference would be 0)", case.case_id, contrast, case.target_true)
+            checkpoint.save(case.case_id, pd.DataFrame())
+            continue
         result = run(model, tok, case.prompt, case.subject, case.target_true, corruption, kind=kind, window=window,
-                     metric=loc["metric"], all_tokens=opts["all_tokens"], max_rows=opts["max_rows"])
+                     metric=loc["metric"], contrast=contrast, all_tokens=opts["all_tokens"],
+                     max_rows=opts["max_rows"])
         if loc["metric"] == "prob" and result.clean < opts["min_clean_prob"]:
             logging.info("case_id %d skipped: clean P(o_true) %.4f < tracing.min_clean_prob %.4f",
                          case.case_id, result.clean, opts["min_clean_prob"])
