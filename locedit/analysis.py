@@ -89,8 +89,8 @@ def edit_strength(data: pd.DataFrame) -> dict[str, float | str]:
         >>> edit_strength(pd.DataFrame({"layer": [0, 0, 4, 4], "score": [.99, 1., .97, 1.]}))
         {'ceiling_share': 0.75, 'floor_share': 0.0, 'strength': 'at ceiling'}
     """
-    means = data.groupby("layer").score.mean()
-    flat = means.max() - means.min() <= MAX_SPREAD
+    means = data.groupby("layer").score.mean().round(12)  # so that .98 and a spread of .02 count as at the bound
+    flat = round(means.max() - means.min(), 12) <= MAX_SPREAD
     label = "at ceiling" if flat and (means >= CEILING).all() else "at floor" if flat and (means <= FLOOR).all() else ""
     return {"ceiling_share": float((data.score >= CEILING).mean()), "floor_share": float((data.score <= FLOOR).mean()),
             "strength": label}
