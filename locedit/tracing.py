@@ -194,7 +194,7 @@ def trace(
                      runs.measure, contrast, "exact")
 
 
-def restoration_passes(model, arch, runs: "Runs", first: int, window: int, max_rows: int, reuse_prefix: bool = True):
+def restoration_passes(model, arch, runs: Runs, first: int, window: int, max_rows: int, reuse_prefix: bool = True):
     """The forward passes of a trace: ``(configs, start, from_token, prefix)`` per pass, where the
     (token, layer) ``configs`` (at most ``max_rows`` corrupted rows in all) share the window's first
     layer ``start`` and, with ``reuse_prefix``, the restored token ``from_token``; ``prefix`` is
