@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: reproduce test install clean-results
+.PHONY: reproduce test install gpu-check clean-results
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# on a CUDA machine: the reduced smoke run on CPU and on CUDA (twice), compared table by table
+# (benchmarks/gpu.py, a few minutes on a 16-core GPU machine); exits 2 at once without CUDA
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu.py --out results/gpu-check.md
 
 clean-results:
 	rm -rf results

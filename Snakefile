@@ -2,18 +2,27 @@
 #   snakemake --cores all                                  # embedded default (config.yaml)
 #   snakemake --cores all --configfile configs/smoke.yaml  # tiny end-to-end run
 import dataclasses
+import math
 import os
 import sys
 
+# torch-free: the DAG is planned from the config alone (test_plan checks that no torch is imported)
 from locedit.config import ConfigError, validate_config, with_tuning
-from locedit.editing import METHODS
 from locedit.localization import PAPER, Localization, configured
-from locedit.models import model_slug, planned_num_layers
-from locedit.problems import PROBLEMS
-from locedit.stats import stats_folder_name
-from locedit.summary import headline_from_summary
-from locedit.tracing import check_windows
-from locedit.sweep import central_layers, edit_priority, stats_layers
+from locedit.plan import (
+    EDIT_SITES,
+    PROBLEM_NAMES,
+    Plan,
+    central_layers,
+    check_windows,
+    edit_priority,
+    corpus_file,
+    model_slug,
+    planned_num_layers,
+    stats_folder_name,
+    stats_groups,
+    stats_layers,
+)
 
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
@@ -50,10 +59,9 @@ MODEL_THREADS = config["model"].get("threads") or 2
 EDIT_THREADS = config["model"].get("threads") or config["editing"].get("threads", 1)
 LOGS = f"{RUN}/logs"
 BENCH = f"{RUN}/benchmarks"
-METHOD_NAMES = list(METHODS)
-PROBLEM_NAMES = list(PROBLEMS)
+METHOD_NAMES = list(EDIT_SITES)
 try:  # planned from the config alone: no model is loaded to build the DAG
-    N_LAYERS = planned_num_layers(config["model"])
+    N_LAYERS = planned_num_layers(config["model"], MODEL_DIR)
     CENTRAL_LAYERS = central_layers(config["editing"]["layers"], N_LAYERS)
     check_windows(config["tracing"]["windows"], N_LAYERS)
 except ValueError as err:
@@ -71,6 +79,23 @@ MLP_WINDOWS = (
 LOCALIZATIONS = configured(config)  # the main analysis's first, then analysis.effects
 MAIN_LOCALIZATION = LOCALIZATIONS[0]
 STATS_DIR = f"resources/stats/{model_slug(config['model']['name'])}/{stats_folder_name(config['stats'])}"
+# key_stats_part jobs: layer groups (stats.layers_per_job) x corpus shards (stats.shards)
+STATS_GROUPS = stats_groups(STATS_LAYERS, config["stats"].get("layers_per_job"))
+STATS_SHARDS = range(config["stats"].get("shards", 1))
+# an hf: statistics corpus's selected texts, fetched once (rule fetch_corpus)
+CORPUS_FILE = corpus_file(config["stats"])
+try:  # every rule's memory, GPU and runtime (python -m locedit.plan prints the table)
+    PLAN = Plan(config, MODEL_DIR)
+except ValueError as err:
+    PLAN = None
+    print(f"locedit: {err}; jobs get the profile's default resources", file=sys.stderr)
+
+
+# rules that need the network run where snakemake runs (the login node under SLURM)
+localrules:
+    prepare_model,
+    fetch_counterfact,
+    fetch_corpus,
 
 
 include: "workflow/rules/common.smk"
@@ -98,4 +123,8 @@ onsuccess:
     summary = rules.regressions.output.summary
     print(f"locedit: results are in {RUN}/ (summary: {summary})")
     if os.path.exists(summary):
+        from locedit.summary import (
+            headline_from_summary,
+        )  # after the run: torch may load now
+
         print(f"locedit: {headline_from_summary(summary)}")

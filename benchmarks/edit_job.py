@@ -24,7 +24,8 @@ from editing import bench_setup
 from locedit.editing import METHODS
 from locedit.evaluation import LowerLayers
 from locedit.problems import PROBLEMS, request_for
-from locedit.sweep import edit_and_evaluate, edited_layers, hparams_for
+from locedit.plan import edited_layers
+from locedit.sweep import edit_and_evaluate, hparams_for
 
 WAYS = {"full": dict(mixed=False, lower=False), "lower": dict(mixed=False, lower=True),
         "mixed": dict(mixed=True, lower=True)}

@@ -25,7 +25,8 @@ from editing import bench_setup
 from locedit import hooks
 from locedit.editing import METHODS
 from locedit.problems import PROBLEMS, request_for
-from locedit.sweep import edited_layers, hparams_for
+from locedit.plan import edited_layers
+from locedit.sweep import hparams_for
 
 
 @contextlib.contextmanager

@@ -34,8 +34,9 @@ from locedit.metrics import edit_scores, prompt_scores
 from locedit.models import load_model, prepare_model
 from locedit.noise import embedding_std
 from locedit.problems import PROBLEMS, noised_targets, request_for
-from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
-from locedit.sweep import case_batches, edit_and_evaluate, edited_layers, hparams_for
+from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.plan import edited_layers
+from locedit.sweep import case_batches, edit_and_evaluate, hparams_for
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["p_target", "p_baseline"]
@@ -92,6 +93,8 @@ def bench_setup(model_name: str, n_cases: int, layer: int | list[int]):
     layers = sorted({i for c in centrals for i in edited_layers(c, 5, model.config.num_hidden_layers)})
     save_layer_moments(collect_second_moments(model, tok, corpus_texts("bundled-wiki", n_samples=200), layers=layers,
                                               max_tokens=128), folder)
+    for stats_layer in layers:
+        save_factor(folder, stats_layer)
     templates = context_templates(model, tok, seed=0, rome_lengths=cfg["editing"]["rome_template_lengths"])
     sigma = 3 * embedding_std(model, tok, [k["subject"] for k in load_knowns()])  # the noise_level rule's s3
     noised = {c.case_id: pd.Series(noised_targets(model, tok, c.prompt, c.subject, sigma)) for c in cases.itertuples()}

@@ -28,7 +28,8 @@ from editing import bench_setup
 from locedit.editing import METHODS
 from locedit.precision import bfloat16_optimisation
 from locedit.problems import PROBLEMS, request_for
-from locedit.sweep import edited_layers, hparams_for
+from locedit.plan import edited_layers
+from locedit.sweep import hparams_for
 from locedit.evaluation import evaluate_cases
 
 

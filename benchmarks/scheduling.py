@@ -1,4 +1,4 @@
-"""The edit jobs' Snakemake priority (:func:`locedit.sweep.edit_priority`), replayed on the committed
+"""The edit jobs' Snakemake priority (:func:`locedit.plan.edit_priority`), replayed on the committed
 groups' job seconds: each group's parallel phase (traces, pre-edit jobs and edit jobs, all ready
 at once) scheduled on ``--cores`` cores side by side two ways on the same job seconds:
 
@@ -31,7 +31,7 @@ import re
 import statistics
 from pathlib import Path
 
-from locedit.sweep import edit_priority
+from locedit.plan import edit_priority
 
 EDIT = re.compile(r"edit_(?P<method>[a-z0-9]+)_(?P<problem>[a-z_]+)_shard\d+")
 PARALLEL = ("edit_", "trace_", "pre_edit_")

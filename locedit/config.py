@@ -18,8 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .editing.templates import ROME_LENGTHS
-from .models import model_slug
+from .plan import ROME_LENGTHS, model_slug
 
 
 class ConfigError(ValueError):

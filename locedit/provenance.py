@@ -54,10 +54,16 @@ def code_version() -> dict[str, Any]:
             "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def job_record(smk: Any) -> dict[str, Any]:
-    """A job's rule, wildcards and params (not its checkpoint folder), and the code version."""
+def job_record(smk: Any, device=None) -> dict[str, Any]:
+    """A job's rule, wildcards and params (not its checkpoint folder), the code version, and for a
+    model job the device it resolved (:func:`locedit.device.describe`: with the GPU's name)."""
     params = {k: v for k, v in smk.params.items() if k != "partial"}
-    return {"rule": smk.rule, "wildcards": dict(smk.wildcards.items()), "params": params, "code": code_version()}
+    record = {"rule": smk.rule, "wildcards": dict(smk.wildcards.items()), "params": params, "code": code_version()}
+    if device is not None:
+        from .device import describe
+
+        record["device"] = describe(device)
+    return record
 
 
 def start(record: dict[str, Any]) -> contextvars.Token:
@@ -81,11 +87,13 @@ def note(key: str, value: Any) -> None:
 
 
 def model_record(model, name: str, dtype: str) -> dict[str, Any]:
-    """The model's id, where its weights came from and their revision, dtype and device."""
+    """The model's id, where its weights came from and their revision, dtype and device (with the
+    GPU's name and memory on CUDA)."""
+    from .device import describe
     from .models import EMBEDDED_MODELS
 
     embedded = EMBEDDED_MODELS.get(name)
-    return {"name": name, "dtype": dtype, "device": str(next(model.parameters()).device),
+    return {"name": name, "dtype": dtype, "device": describe(next(model.parameters()).device),
             "revision": (f"PyPI {embedded.pypi}" if embedded else getattr(model.config, "_commit_hash", None)),
             "model_type": model.config.model_type}
 

@@ -30,11 +30,10 @@ from .analysis import concentrated_cases, layer_correlation, regressions, regres
 from .editing import METHODS
 from .localization import PAPER, Localization, configured
 from .localization_analysis import agreement, compare, section, with_effects
-from .models import planned_num_layers
+from .plan import edited_layers, planned_num_layers
 from .plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
                     plot_scores_by_layer, plot_trace_heatmap)
 from .summary import paper_tables, summary_markdown
-from .sweep import edited_layers
 from .tracing import tracing_effects
 
 FIGURES = {"fig1": "fig1_peak_layer.png", "fig2": "fig2_heatmap.png", "fig4": "fig4_rewrite_vs_tracing.png",

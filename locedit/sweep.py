@@ -1,10 +1,9 @@
-"""The editing sweep: which layers and cases, hyperparameters per (method, problem), and the loop
-an edit job runs (edit and evaluate every (case, layer) of its shard, many cases per pass).
+"""The editing sweep: which cases, hyperparameters per (method, problem), and the loop an edit job
+runs (edit and evaluate every (case, layer) of its shard, many cases per pass); which layers it
+edits is planned in :mod:`locedit.plan`.
 
-    >>> central_layers({"every": 4}, 18)
-    [0, 4, 8, 12, 16, 17]
-    >>> edited_layers(0, 5, 18), edited_layers(9, 1, 18)
-    ([0, 1, 2], [9])
+    >>> hparams_for({"hparams": {"rome": {"v_steps": 25}}}, "rome", "error_injection")["v_steps"]
+    25
 """
 
 from __future__ import annotations
@@ -21,48 +20,10 @@ from .editing import METHODS
 from .evaluation import LowerLayers, evaluate, evaluate_cases
 from .io import CaseCheckpoint
 from .precision import bfloat16_optimisation
+from .plan import edited_layers
 from .problems import PROBLEMS, request_for
-from .tracing import layer_window
 
 log = logging.getLogger("locedit")
-
-
-def central_layers(spec: Any, n_layers: int) -> list[int]:
-    """``all``, an explicit list, or ``{"every": k}`` (0, k, 2k, … and always the last layer)."""
-    if spec == "all":
-        return list(range(n_layers))
-    if isinstance(spec, dict):
-        layers = list(range(0, n_layers, int(spec["every"])))
-        return layers if layers[-1] == n_layers - 1 else layers + [n_layers - 1]
-    bad = [layer for layer in spec if not 0 <= layer < n_layers]
-    if bad:
-        raise ValueError(f"editing.layers {bad} are outside the model's layers 0..{n_layers - 1}")
-    return list(spec)
-
-
-def edited_layers(central: int, window: int, n_layers: int) -> list[int]:
-    return list(layer_window(central, window, n_layers))
-
-
-def stats_layers(methods: list[str], central: list[int], n_layers: int) -> list[int]:
-    """Every layer whose key statistics some configured method needs."""
-    needed = {layer for m in methods if METHODS[m].needs_stats for c in central
-              for layer in edited_layers(c, METHODS[m].window, n_layers)}
-    return sorted(needed)
-
-
-def edit_priority(method: str, problem: str) -> int:
-    """The Snakemake priority of an edit job: the longest jobs first. Edit jobs take one core,
-    traces and pre-edit jobs two; a run on few cores that ends on one long edit leaves a core idle
-    while the two-core jobs wait (benchmarks/scheduling.py). Fact forcing (50 steps, the noise
-    redrawn every step) outranks the other problems; ROME / MEMIT (key and value optimisation
-    over context templates) outrank fine-tuning.
-
-    >>> [edit_priority(m, p) for m, p in [("memit", "fact_forcing"), ("ft1", "fact_forcing"),
-    ...                                   ("rome", "error_injection"), ("ft5", "fact_erasure")]]
-    [3, 2, 1, 0]
-    """
-    return 2 * PROBLEMS[problem].noised + METHODS[method].needs_stats
 
 
 def hparams_for(editing: dict, method: str, problem: str) -> dict:
@@ -74,11 +35,17 @@ def hparams_for(editing: dict, method: str, problem: str) -> dict:
     }
 
 
-def editable_cases(cases: pd.DataFrame, correctness: pd.DataFrame, problem: str, max_cases: int | None) -> pd.DataFrame:
+def editable_cases(cases: pd.DataFrame, correctness: pd.DataFrame, problem: str, max_cases: int | None,
+                   which: str = "correct") -> pd.DataFrame:
     """Correctly completed cases (all problems), with P(o_true) ≥ 0.02 too for fact erasure; the
-    first ``max_cases`` of the correct ones, so every problem draws from the same cases."""
+    first ``max_cases`` of the correct ones, so every problem draws from the same cases.
+    ``which="all"`` (``editing.cases``) skips the correctness filter (a random-weight model in
+    benchmarks/scale.py completes nothing), not the erasure floor."""
+    if which not in ("correct", "all"):
+        raise ValueError(f"editing.cases {which!r} is not correct or all")
     table = cases.merge(correctness[["case_id", "is_correct", "p_true"]], on="case_id", validate="1:1")
-    table = table[table.is_correct]
+    if which == "correct":
+        table = table[table.is_correct]
     if max_cases is not None:
         table = table.head(max_cases)
     floor = PROBLEMS[problem].min_p_true

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .localization import METRICS
 from .prompts import Encoded, encode, unembed
-
-METRICS = ("prob", "logit_diff")
 
 
 def answer_token(tok, answer: str) -> int:

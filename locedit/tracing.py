@@ -35,39 +35,11 @@ from torch import nn
 from .corruption import Corrupted, GaussianNoise, TokenReplacement
 from .hooks import capture_outputs, edit_outputs, start_at_layer
 from .models import architecture_of, num_layers
+from .plan import layer_window
 from .prompts import Encoded, encode, subject_range, token_strings
 from .trace_metric import Measure
 
 KINDS = ("hidden", "mlp", "attn")
-
-
-def layer_window(layer: int, window: int, n_layers: int) -> range:
-    """Layers restored around ``layer``: ``[layer - w//2, layer + ceil(w/2))`` clipped at the edges.
-
-    >>> list(layer_window(0, 5, 18)), list(layer_window(9, 10, 18)), list(layer_window(17, 5, 18))
-    ([0, 1, 2], [4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [15, 16, 17])
-    """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"layer {layer} is outside the model's layers 0..{n_layers - 1}")
-    return range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2)))
-
-
-def check_windows(windows: list[int], n_layers: int) -> None:
-    """Stop a config whose tracing windows exceed the model's layers (every window would be clipped
-    to the whole model, silently).
-
-    >>> check_windows([10, 5], 18)
-    >>> check_windows([30], 18)
-    Traceback (most recent call last):
-    ...
-    ValueError: tracing.windows [30] are larger than the model's 18 layers; use windows of at most 18
-    """
-    too_big = [w for w in windows if w > n_layers]
-    if too_big:
-        raise ValueError(f"tracing.windows {too_big} are larger than the model's {n_layers} layers; "
-                         f"use windows of at most {n_layers}")
 
 
 @dataclass
@@ -250,7 +222,7 @@ def clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int],
         lambda _m, _i, out: returns_tuple.append(isinstance(out, tuple))
     )
     ids = corrupted.ids
-    edit = corrupted.embedding_edit(1)
+    edit = corrupted.embedding_edit()
     try:
         with edit_outputs(model, {arch.embedding: edit} if edit else {}), capture_outputs(model, layers) as seen:
             hidden = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
@@ -271,7 +243,7 @@ def clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int],
 def _corrupted_prefix(model, arch, corrupted: Corrupted, length: int):
     """The corrupted rows' key/value cache of positions ``[0, length)`` (one pass over the prefix)."""
     ids = corrupted.ids[:, :length]
-    edit = corrupted.embedding_edit(1, 0, length)
+    edit = corrupted.embedding_edit(0, length)
     with edit_outputs(model, {arch.embedding: edit} if edit else {}):
         out = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
     return out.cache
@@ -326,7 +298,7 @@ def restore(model, arch, runs: Runs, configs, start, kind, window, from_token=0,
     edits = {arch.module_for(kind, j): restorer(j) for j in rows_at}
     hidden_in = None
     if start == 0:
-        if (noise := runs.corrupted.embedding_edit(copies, from_token)) is not None:
+        if (noise := runs.corrupted.embedding_edit(from_token)) is not None:
             edits[arch.embedding] = noise
     else:
         hidden_in = runs.corrupted_layer_out[start - 1][:, from_token:].repeat(copies, 1, 1)

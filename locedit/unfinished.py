@@ -3,7 +3,7 @@ of the jobs in flight, stashed in a committable folder and restored so the workf
 
     python -m locedit.unfinished stash results/paper-gemma-g1 docs/results/gemma-3-270m/unfinished/paper-gemma-g1
     # later, on a fresh clone: build what every job reads first (model, key statistics), then restore
-    snakemake --cores 2 --until key_stats --configfile configs/paper-gemma.yaml g1.yaml
+    snakemake --cores 2 --until factor_stats --configfile configs/paper-gemma.yaml g1.yaml
     python -m locedit.unfinished restore docs/results/gemma-3-270m/unfinished/paper-gemma-g1 results/paper-gemma-g1
     snakemake --cores 2 --configfile configs/paper-gemma.yaml g1.yaml      # runs only what is missing
 
@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .models import model_slug
+from .plan import model_slug
 
 SKIPPED = ("analysis",)
 MANIFEST = "stash.json"
@@ -60,7 +60,7 @@ def restore(folder: Path, run_dir: Path, models: Path = Path("resources/models")
     model_dir = Path(models) / model_slug(manifest["model"])
     if not model_dir.exists():
         raise SystemExit(f"{model_dir} is missing: build the model and key statistics first "
-                         "(snakemake --until key_stats ...), then restore, so they are older than the restored tables")
+                         "(snakemake --until factor_stats ...), then restore, so they are older than the restored tables")
     restored = []
     for relative in map(Path, manifest["files"]):
         target = run_dir / relative

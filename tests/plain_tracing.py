@@ -17,7 +17,7 @@ from locedit.hooks import edit_outputs
 from locedit.models import architecture_of, num_layers
 from locedit.noise import subject_noise
 from locedit.prompts import encode, subject_range
-from locedit.tracing import layer_window
+from locedit.plan import layer_window
 
 
 @torch.no_grad()

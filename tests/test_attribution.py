@@ -10,7 +10,8 @@ from torch import nn
 
 from locedit.attribution import attribution_trace
 from locedit.corruption import GaussianNoise
-from locedit.tracing import layer_window, trace, tracing_effects
+from locedit.plan import layer_window
+from locedit.tracing import trace, tracing_effects
 
 from conftest import tiny_model
 

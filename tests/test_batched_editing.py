@@ -17,7 +17,7 @@ from locedit.models import architecture_of
 from locedit.precision import bfloat16_optimisation, optimisation_model
 from locedit.problems import EditRequest
 from locedit.prompts import target_log_probs
-from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
+from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
 from locedit.sweep import edit_and_evaluate
 
 from conftest import TINY_CONFIGS, tiny_model, weights_hash
@@ -67,6 +67,8 @@ def setup(request, gpt2_tokenizer, tmp_path_factory):
     moments = collect_second_moments(model, gpt2_tokenizer, corpus_texts("bundled-wiki", n_samples=60),
                                      layers=[0, 1, 2, 3], max_tokens=48)
     save_layer_moments(moments, folder)
+    for layer in moments.sums:
+        save_factor(folder, layer)
     return model, gpt2_tokenizer, KeyStats(folder)
 
 
@@ -189,6 +191,7 @@ def test_every_family_edits_in_a_batch(gpt2_tokenizer, tmp_path):
         folder = tmp_path / family
         save_layer_moments(collect_second_moments(model, gpt2_tokenizer, corpus_texts("bundled-wiki", n_samples=20),
                                                   layers=[2], max_tokens=32), folder)
+        save_factor(folder, 2)
         stats = KeyStats(folder)
         updates = METHODS["rome"].edit_cases(model, gpt2_tokenizer, REQUESTS[:2], [2], {"v_steps": 3}, stats,
                                              TEMPLATES["rome"])

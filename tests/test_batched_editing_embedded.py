@@ -26,7 +26,7 @@ from locedit.editing.case_updates import case_deltas
 from locedit.editing.templates import context_templates
 from locedit.evaluation import evaluate, evaluate_cases
 from locedit.problems import PROBLEMS, request_for
-from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
+from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
 
 LAYER = 8
 CASES = [13, 37]  # the first two cases Gemma completes correctly (config.yaml's comment)
@@ -41,6 +41,8 @@ def setup(gemma, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gemma-stats")
     save_layer_moments(collect_second_moments(model, tok, corpus_texts("bundled-wiki", n_samples=40),
                                               layers=[6, 7, 8, 9, 10], max_tokens=64), folder)
+    for layer in (6, 7, 8, 9, 10):
+        save_factor(folder, layer)
     cases = cases_frame(select_cases(load_counterfact("bundled"), case_ids=CASES))
     requests = [request_for(c, PROBLEMS["error_injection"], None, tok.eos_token) for c in cases.itertuples()]
     templates = context_templates(model, tok, seed=0, rome_lengths=[[5, 2]])

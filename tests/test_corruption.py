@@ -23,11 +23,11 @@ def test_gaussian_rows_carry_the_reference_draw_at_the_subject():
     run = GaussianNoise(0.2, samples=4, seed=3).corrupt([5, 6, 7, 8], (1, 3), d_model=8)
     np.testing.assert_array_equal(run.noise.numpy(), subject_noise(4, 2, 8, 0.2, seed=3))
     assert run.ids.tolist() == [[5, 6, 7, 8]] * 4
-    edit = run.embedding_edit(copies=2, start=2)  # a suffix from position 2: one subject token left
-    out = edit("embed", torch.zeros(8, 2, 8))
+    edit = run.embedding_edit(start=2)  # a suffix from position 2: one subject token left
+    out = edit("embed", torch.zeros(8, 2, 8))  # two copies of the 4 rows: the noise is broadcast over them
     np.testing.assert_allclose(out[:, 0].numpy(), np.tile(run.noise[:, 1].numpy(), (2, 1)))
     assert out[:, 1].abs().sum() == 0
-    assert run.embedding_edit(copies=1, start=3) is None  # past the subject: no noise
+    assert run.embedding_edit(start=3) is None  # past the subject: no noise
 
 
 def test_replacement_must_only_change_the_subject():

@@ -4,6 +4,7 @@ import copy
 import gzip
 import json
 
+import pandas as pd
 import pytest
 
 from locedit.data import (
@@ -106,3 +107,61 @@ def test_gzipped_local_file_hash_is_of_its_content(tmp_path, records):
     with gzip.open(packed, "wt") as f:
         f.write(json.dumps(records[:2]))
     assert sha256_of(plain) == sha256_of(packed)
+
+
+def test_a_url_is_downloaded_once_and_checked(tmp_path, records):
+    """The function behind rule fetch_counterfact, on file:// URLs (no network here)."""
+    from locedit.data import download_counterfact, sha256_of
+
+    published = tmp_path / "published" / "counterfact.json"
+    published.parent.mkdir()
+    published.write_text(json.dumps(records[:3]))
+    dest = tmp_path / "resources" / "data" / "counterfact.json"
+    with pytest.raises(ValueError, match="expected 0000.*data.counterfact_sha256"):
+        download_counterfact(published.as_uri(), dest, sha256="0" * 64)
+    assert not list(dest.parent.iterdir())  # neither the wrong file nor a partial one is left
+    assert download_counterfact(published.as_uri(), dest, sha256_of(published)) == dest
+    assert dest.read_bytes() == published.read_bytes()
+    published.unlink()  # once: the copy is used, the URL is not read again
+    assert download_counterfact(published.as_uri(), dest, sha256_of(dest)) == dest
+
+
+@pytest.fixture
+def served(tmp_path):
+    """An HTTP server on localhost for ``tmp_path / "www"`` (the workflow downloads http(s) URLs)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "www").mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tmp_path / "www", f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.workflow
+def test_rule_fetch_counterfact_downloads_a_url_once_for_select_cases(tmp_path, records, served):
+    """A URL in data.counterfact is fetched by its own (local) rule into resources/data/, and
+    select_cases reads that file: rerun with the server gone, it needs no network."""
+    import yaml
+
+    from locedit.data import sha256_of
+    from test_workflow import snakemake
+
+    www, url = served
+    (www / "counterfact.json").write_text(json.dumps(records[:5]))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"counterfact": f"{url}/counterfact.json", "case_ids": None,
+                                                "n_cases": 3, "counterfact_sha256": sha256_of(www / "counterfact.json")}}))
+    workdir = tmp_path / "work"
+    done = snakemake(workdir, "--", "results/smoke/cases.parquet", configfiles=(str(overlay),))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "fetch_counterfact" in done.stdout + done.stderr
+    assert (workdir / "resources" / "data" / "counterfact.json").read_bytes() == (www / "counterfact.json").read_bytes()
+    (www / "counterfact.json").unlink()
+    done = snakemake(workdir, "--forcerun", "select_cases", "--", "results/smoke/cases.parquet",
+                     configfiles=(str(overlay),))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert list(pd.read_parquet(workdir / "results" / "smoke" / "cases.parquet").case_id) == [13, 18, 37]

@@ -14,7 +14,7 @@ from locedit.editing.rome import ROME_DEFAULTS, rank_one_updates
 from locedit.evaluation import evaluate
 from locedit.models import architecture_of
 from locedit.problems import EditRequest
-from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_layer_moments
+from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
 
 from conftest import TINY_CONFIGS, tiny_model, weights_hash
 
@@ -34,6 +34,8 @@ def setup(request, gpt2_tokenizer, tmp_path_factory):
     moments = collect_second_moments(model, gpt2_tokenizer, corpus_texts("bundled-wiki", n_samples=60),
                                      layers=[0, 1, 2, 3], max_tokens=48)
     save_layer_moments(moments, folder)
+    for layer in moments.sums:
+        save_factor(folder, layer)
     return model, gpt2_tokenizer, KeyStats(folder)
 
 

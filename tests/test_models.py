@@ -1,15 +1,23 @@
 """Every registry row on a tiny random model: hooks fire, and restoring clean states is exact."""
 
+import fnmatch
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
 import pytest
 import torch
 
 from locedit.corruption import GaussianNoise
 from locedit.hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
-from locedit.models import ARCHITECTURES, architecture_of, model_slug, num_layers
+from locedit.models import ARCHITECTURES, architecture_of, num_layers
+from locedit.plan import model_slug
 from locedit.prompts import encode, gather_target_log_probs
 from locedit.tracing import trace
 
-from conftest import TINY_CONFIGS, tiny_model
+from conftest import TINY_CONFIGS, gpt2_tokenizer_files, tiny_model, weights_hash
 
 PROMPT, SUBJECT, TARGET = "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "French"
 
@@ -115,3 +123,114 @@ def test_an_embedded_model_converted_once_per_user_is_linked_not_converted_again
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert (out / "model.safetensors").read_bytes() == b"weights"
     assert (out / "model.safetensors").stat().st_ino == (cached / "model.safetensors").stat().st_ino  # a hard link
+
+
+def fake_hub(repo: Path, calls: list[list[str]]):
+    """A stand-in for ``huggingface_hub.snapshot_download`` serving the files of ``repo``: what
+    ``allow_patterns`` select, into ``local_dir`` or an HF cache snapshot under ``$HF_HOME``."""
+
+    def snapshot_download(repo_id, *, allow_patterns, local_dir=None, **kwargs):
+        calls.append(list(allow_patterns))
+        target = Path(local_dir) if local_dir else (
+            Path(os.environ["HF_HOME"]) / "hub" / f"models--{repo_id.replace('/', '--')}" / "snapshots" / "abc123")
+        target.mkdir(parents=True, exist_ok=True)
+        for path in repo.iterdir():
+            if any(fnmatch.fnmatch(path.name, pattern) for pattern in allow_patterns):
+                shutil.copy(path, target / path.name)
+        return str(target)
+
+    return snapshot_download
+
+
+@pytest.fixture
+def hub_repo(tmp_path, gpt2_tokenizer):
+    """A tiny Llama's hub repository: config, GPT-2 tokenizer files, safetensors weights, and the
+    Flax / TensorFlow / PyTorch copies that must not be downloaded beside them."""
+    repo = tmp_path / "repo"
+    model = tiny_model("llama")
+    model.save_pretrained(repo)
+    gpt2_tokenizer.save_pretrained(repo)
+    gpt2_tokenizer_files(repo)  # vocab.json and merges.txt beside tokenizer.json, as GPT-J's repository has them
+    for decoy in ("flax_model.msgpack", "tf_model.h5", "pytorch_model.bin"):
+        (repo / decoy).write_bytes(b"not these weights")
+    return repo, weights_hash(model)
+
+
+def unreachable_hub(monkeypatch) -> None:
+    """Offline mode, a bogus endpoint, and any name lookup or connection fails the test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    for name, owner in (("getaddrinfo", socket), ("connect", socket.socket)):
+        monkeypatch.setattr(owner, name, lambda *a, name=name: pytest.fail(f"network access: {name}{a[:2]}"))
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["into-resources", "into-HF_HOME"])
+def test_a_hub_model_is_downloaded_once_then_loaded_without_network(hub_repo, tmp_path, monkeypatch, cache):
+    """prepare_model fetches config, tokenizer and the safetensors weights only, into the model
+    folder (or the HF cache with a pointer); load_model then reads them with the hub unreachable."""
+    from locedit import models
+
+    repo, expected = hub_repo
+    calls = []
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    if cache:
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    else:
+        monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_hub(repo, calls))
+    out = models.prepare_model("some-org/tiny-llama", tmp_path / "resources" / "models" / "some-org--tiny-llama")
+    assert calls == [models.HUB_METADATA, ["model*.safetensors"]]  # no .bin fallback: safetensors exist
+    if cache:
+        assert sorted(p.name for p in out.iterdir()) == [models.SOURCE_FILE]
+        pointer = json.loads((out / models.SOURCE_FILE).read_text())
+        assert pointer == {"source": str(tmp_path / "hf" / "hub" / "models--some-org--tiny-llama" / "snapshots"
+                                         / "abc123"), "hub_id": "some-org/tiny-llama"}
+        weights = Path(pointer["source"])
+    else:
+        assert not (out / models.SOURCE_FILE).exists() and not out.with_name(out.name + ".download").exists()
+        weights = out
+    names = {p.name for p in weights.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt"} <= names
+    assert not names & {"flax_model.msgpack", "tf_model.h5", "pytorch_model.bin"}
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: pytest.fail("downloaded again"))
+    unreachable_hub(monkeypatch)
+    model, tok = models.load_model(out, device="cpu")
+    assert weights_hash(model) == expected and tok("Hello world")["input_ids"] == [15496, 995]
+
+
+def test_a_hub_model_without_safetensors_falls_back_to_its_pytorch_weights(hub_repo, tmp_path, monkeypatch):
+    from locedit import models
+
+    repo, expected = hub_repo
+    model, _ = models.load_model(repo, device="cpu")
+    torch.save(model.state_dict(), repo / "pytorch_model.bin")
+    (repo / "model.safetensors").unlink()
+    calls = []
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_hub(repo, calls))
+    out = models.prepare_model("some-org/tiny-llama", tmp_path / "models" / "tiny")
+    assert calls == [models.HUB_METADATA, ["model*.safetensors"], ["pytorch_model*.bin"]]
+    unreachable_hub(monkeypatch)
+    assert weights_hash(models.load_model(out, device="cpu")[0]) == expected
+
+
+def test_a_failed_download_names_the_id_the_network_and_the_login_node(tmp_path, monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from locedit import models
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("cannot reach the Hub and the files are not cached")
+
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
+    out = tmp_path / "models" / "EleutherAI--gpt-j-6B"
+    with pytest.raises(ValueError) as err:
+        models.prepare_model("EleutherAI/gpt-j-6B", out)
+    message = str(err.value)
+    assert "model.name 'EleutherAI/gpt-j-6B'" in message and "LocalEntryNotFoundError" in message
+    assert "needs network access" in message and "login node" in message and "prepare_model" in message
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())  # nothing left behind

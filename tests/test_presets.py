@@ -9,7 +9,8 @@ import yaml
 from locedit.config import DEFAULT_CONFIG, load_config, with_tuning
 from locedit.editing import METHODS
 from locedit.problems import PROBLEMS
-from locedit.sweep import central_layers, hparams_for
+from locedit.plan import central_layers
+from locedit.sweep import hparams_for
 
 EI, TR, FE, FA, FF = "error_injection", "tracing_reversal", "fact_erasure", "fact_amplification", "fact_forcing"
 

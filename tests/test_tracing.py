@@ -6,7 +6,8 @@ import pytest
 from locedit.noise import subject_noise
 from locedit.corruption import GaussianNoise, TokenReplacement
 from locedit.prompts import subject_range
-from locedit.tracing import layer_window, trace
+from locedit.plan import layer_window
+from locedit.tracing import trace
 
 from conftest import tiny_model
 from plain_tracing import plain_trace

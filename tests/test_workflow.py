@@ -210,8 +210,8 @@ def planned(workdir: Path, override: str, folder: Path) -> dict[str, int]:
     return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line.strip()}
 
 
-MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context_templates", "noised_targets",
-              "essence_texts", "pre_edit", "edit"}
+MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats_part", "key_stats", "context_templates",
+              "noised_targets", "essence_texts", "pre_edit", "edit"}
 
 
 @pytest.mark.workflow
@@ -219,14 +219,15 @@ MODEL_JOBS = {"check_correctness", "noise_level", "trace", "key_stats", "context
     # Fig. 2-style heatmaps only: tracing itself does not read heatmap_cases
     ("tracing: {heatmap_cases: 1}", {"trace_heatmaps": 1, "all": 1}),
     # a new window: its trace and heatmaps, and Fig. 10 (which plots every MLP window); window 5 stays
-    ("tracing: {windows: [5, 3]}", {"trace": 1, "trace_heatmaps": 1, "figures": 1, "all": 1}),
+    ("tracing: {windows: [5, 3]}", {"trace": 1, "trace_merge": 1, "trace_heatmaps": 1, "figures": 1, "all": 1}),
     # one method's hyperparameter: that method's edit jobs and the tables built from all of them
     ("editing: {hparams: {rome: {v_steps: 4}}}",
      {"edit": 5, "scores": 1, "regressions": 1, "figures": 1, "localization_figures": 1, "all": 1}),
     # one more localization: its trace and the analysis that compares localizations (figures read
     # r2.csv, which the regressions job rewrites)
     ("analysis: {effects: [exact-str-logit_diff, attribution-gaussian-prob, exact-gaussian-logit_diff]}",
-     {"trace_localization": 1, "regressions": 1, "localization_figures": 1, "figures": 1, "all": 1}),
+     {"trace_localization": 1, "trace_merge_localization": 1, "regressions": 1, "localization_figures": 1,
+      "figures": 1, "all": 1}),
 ])
 def test_a_changed_setting_reruns_only_the_jobs_that_read_it(smoke_run, override, expected, tmp_path):
     results, _ = smoke_run
@@ -321,7 +322,7 @@ def copied_run(smoke_run, tmp_path):
 
 @pytest.mark.workflow
 @pytest.mark.parametrize("target,partial", [
-    ("results/smoke/tracing/mlp_w5.parquet", "results/smoke/.partial/trace_mlp_w5/case_*.parquet"),
+    ("results/smoke/tracing/mlp_w5.parquet", "results/smoke/.partial/trace_mlp_w5_shard0/case_*.parquet"),
     ("results/smoke/editing/ft1/error_injection/shard0.parquet",
      "results/smoke/.partial/edit_ft1_error_injection_shard0/case_*.parquet"),
 ], ids=["trace", "edit"])
@@ -343,15 +344,19 @@ def test_killed_job_resumes_to_the_same_table(copied_run, smoke_run, target, par
 def test_killed_key_statistics_resume_to_the_same_moments(copied_run, smoke_run):
     stats_dir = next((copied_run / "resources" / "stats").glob("gemma-3-270m/*"))
     reference = {p.name: torch.load(p) for p in stats_dir.glob("mom2_layer*.pt")}
-    for p in stats_dir.iterdir():
-        p.unlink()
+    shutil.rmtree(stats_dir)
     target = str((stats_dir / "meta.json").relative_to(copied_run))
-    assert kill_when(copied_run, target, lambda: (stats_dir / ".checkpoint.pt").exists()), "finished before the kill"
+
+    def checkpoints() -> bool:  # a key_stats_part job's running sums
+        return any((stats_dir / "parts").glob(".*.checkpoint.pt"))
+
+    assert kill_when(copied_run, target, checkpoints), "finished before the kill"
     assert not (stats_dir / "meta.json").exists()
     assert snakemake(copied_run, "--unlock").returncode == 0
     done = snakemake(copied_run, "--rerun-incomplete", "--", target)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resum" in (stats_dir / "key_stats.log").read_text().lower()
+    logs = "".join(p.read_text() for p in (stats_dir / "logs").glob("key_stats_part_*.log"))
+    assert "resuming" in logs.lower() and not checkpoints()  # a finished part's checkpoint is removed
     for name, moment in reference.items():
         assert torch.equal(torch.load(stats_dir / name), moment), name
 
@@ -378,8 +383,8 @@ def test_an_unfinished_run_restored_elsewhere_reruns_only_what_is_missing(tiny_r
     overlay = tiny_overlay(workdir)
     restore = [*python, "restore", str(stash), str(workdir / "results" / "smoke")]
     refused = subprocess.run(restore, capture_output=True, text=True, cwd=workdir)
-    assert refused.returncode != 0 and "--until key_stats" in refused.stderr  # model first, then restore
-    built = snakemake(workdir, "--until", "key_stats", configfiles=(overlay,))
+    assert refused.returncode != 0 and "--until factor_stats" in refused.stderr  # model first, then restore
+    built = snakemake(workdir, "--until", "factor_stats", configfiles=(overlay,))
     assert built.returncode == 0, built.stderr[-3000:]
     restored = subprocess.run(restore, capture_output=True, text=True, cwd=workdir)
     assert restored.returncode == 0, restored.stderr[-3000:]

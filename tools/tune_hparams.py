@@ -27,10 +27,11 @@ from locedit.editing import METHODS
 from locedit.evaluation import evaluate
 from locedit.io import read_json
 from locedit.metrics import edit_scores, prompt_scores
-from locedit.models import load_model, model_slug
+from locedit.models import load_model
+from locedit.plan import edited_layers, model_slug, stats_folder_name
 from locedit.problems import PROBLEMS
-from locedit.stats import KeyStats, stats_folder_name
-from locedit.sweep import case_batches, edit_and_evaluate, editable_cases, edited_layers, hparams_for, requests
+from locedit.stats import KeyStats
+from locedit.sweep import case_batches, edit_and_evaluate, editable_cases, hparams_for, requests
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..plan import EDIT_SITES
 from .ft import FT_DEFAULTS, finetune, finetune_cases
 from .memit import MEMIT_DEFAULTS, memit, memit_cases
 from .rome import ROME_DEFAULTS, rome, rome_cases
@@ -30,11 +31,15 @@ class Method:
     color: str = "tab:gray"  # its line / bar colour in figures
 
 
+def _method(name: str, edit: Callable, edit_cases: Callable, defaults: dict, label: str, color: str) -> Method:
+    """A registry row; where it edits and what it reads come from :data:`locedit.plan.EDIT_SITES`."""
+    site = EDIT_SITES[name]
+    return Method(name, site.window, edit, edit_cases, defaults, site.templates, site.needs_stats, label, color)
+
+
 METHODS: dict[str, Method] = {
-    "ft1": Method("ft1", 1, finetune, finetune_cases, FT_DEFAULTS, label="FT-1", color="tab:blue"),
-    "ft5": Method("ft5", 5, finetune, finetune_cases, FT_DEFAULTS, label="FT-5", color="tab:orange"),
-    "rome": Method("rome", 1, rome, rome_cases, ROME_DEFAULTS, templates="rome", needs_stats=True, label="ROME",
-                   color="tab:green"),
-    "memit": Method("memit", 5, memit, memit_cases, MEMIT_DEFAULTS, templates="memit", needs_stats=True,
-                    label="MEMIT", color="tab:red"),
+    "ft1": _method("ft1", finetune, finetune_cases, FT_DEFAULTS, "FT-1", "tab:blue"),
+    "ft5": _method("ft5", finetune, finetune_cases, FT_DEFAULTS, "FT-5", "tab:orange"),
+    "rome": _method("rome", rome, rome_cases, ROME_DEFAULTS, "ROME", "tab:green"),
+    "memit": _method("memit", memit, memit_cases, MEMIT_DEFAULTS, "MEMIT", "tab:red"),
 }

@@ -139,7 +139,7 @@ def memit(model: nn.Module, tok, request: EditRequest, layers: list[int], hparam
             norm_name = arch.post_mlp_norm(layer)
             if norm_name is not None:
                 resid = through_post_mlp_norm(model.get_submodule(norm_name), states[down, "out"][0], resid)
-            adj = sherman_morrison_adjustment(stats.inverse(layer).to(device), k, hp["mom2_update_weight"])
+            adj = sherman_morrison_adjustment(stats.inverse(layer, device), k, hp["mom2_update_weight"])
             update = transposed_if_needed(model, torch.outer(resid, adj.float()))
             with torch.no_grad():
                 weight = model.get_parameter(names[idx])
@@ -181,7 +181,7 @@ def memit_cases(model: nn.Module, tok, requests: list[EditRequest], layers: list
         if norm_name is not None:
             norm = model.get_submodule(norm_name)
             resid = torch.stack([through_post_mlp_norm(norm, m, r) for m, r in zip(states[down, "out"], resid)])
-        c_inv = stats.inverse(layer).to(device)
+        c_inv = stats.inverse(layer, device)
         adj = torch.stack([sherman_morrison_adjustment(c_inv, key, hp["mom2_update_weight"]) for key in k])
         updates[down] = RankOne(adj.float(), resid.float())
     return updates

@@ -55,7 +55,7 @@ def rank_one_updates(model: nn.Module, tok, requests: list[EditRequest], layer: 
     texts = [[t.replace("{}", r.prompt) for t in templates] for r in requests]
     template_rows = case_rows(tok, requests, texts, None, device)
     keys = states_at_subject(model, template_rows, inputs_of=[down], sigma=sigma, seed=seed)[down, "in"]
-    c_inv = stats.inverse(layer).to(device)
+    c_inv = stats.inverse(layer, device)
     u = (case_means(keys, template_rows.case, len(requests)).to(c_inv.dtype) @ c_inv.T).float()
     u = u / u.norm(dim=1, keepdim=True)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ROME_LENGTHS = ((5, 10), (10, 10))  # (tokens, count)
+from ..plan import ROME_LENGTHS
+
 MEMIT_PREFIXES = ("The", "Therefore", "Because", "I", "You")
 
 

@@ -30,6 +30,8 @@ rule regressions:
         f"{BENCH}/regressions.tsv"
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("regressions"),
     params:
         correlation_layer=CORRELATION_LAYER,
         effect=ANALYSIS.get("effect", "max_fraction_restored"),
@@ -63,6 +65,8 @@ rule figures:
         f"{BENCH}/figures.tsv"
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("figures"),
     params:
         windows=MLP_WINDOWS,
         effect_window=config["editing"]["effect_window"],
@@ -86,6 +90,8 @@ rule localization_figures:
         f"{BENCH}/localization_figures.tsv"
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("localization_figures"),
     params:
         localizations=list(effect_tables()),
         effect_window=config["editing"]["effect_window"],

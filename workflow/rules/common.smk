@@ -19,6 +19,22 @@ def pick(section, *keys):
     return {k: config[section][k] for k in keys if k in config[section]}
 
 
+def counterfact_copy():
+    """The local file rule fetch_counterfact downloads data.counterfact to when it is an http(s)
+    URL (as locedit.data.load_counterfact would); None for bundled or a local path.
+    """
+    source = config["data"]["counterfact"]
+    if source.startswith(("https://", "http://")):
+        return f"resources/data/{os.path.basename(source.split('?')[0])}"
+    return None
+
+
+def counterfact_input(wildcards):
+    """select_cases reads the fetched copy of a URL (no network in its job)."""
+    copy = counterfact_copy()
+    return {"counterfact": copy} if copy else {}
+
+
 def edit_settings(wildcards):
     """An edit job's settings: its method's hyperparameters and overrides, not the other methods'."""
     editing = config["editing"]
@@ -27,6 +43,7 @@ def edit_settings(wildcards):
         **pick(
             "editing",
             "max_cases",
+            "cases",
             "shards",
             "seed",
             "essence",
@@ -87,11 +104,11 @@ def edit_inputs(wildcards):
         "noise": f"{RUN}/noise.json",
         "noised": f"{RUN}/editing/noised_targets.parquet",
     }
-    if METHODS[wildcards.method].needs_stats:
-        inputs["stats"] = expand(
-            f"{STATS_DIR}/mom2_layer{{layer}}.pt", layer=STATS_LAYERS
-        )
-    if METHODS[wildcards.method].templates:
+    if EDIT_SITES[wildcards.method].needs_stats:
+        # C⁻¹ of the layers this method edits (rule factor_stats)
+        layers = stats_layers([wildcards.method], CENTRAL_LAYERS, N_LAYERS)
+        inputs["stats"] = expand(f"{STATS_DIR}/inv_layer{{layer}}.pt", layer=layers)
+    if EDIT_SITES[wildcards.method].templates:
         inputs["templates"] = f"{RUN}/editing/context_templates.json"
     return {**inputs, **essence_input(wildcards)}
 
@@ -128,7 +145,87 @@ def trace_inputs(wildcards):
     return inputs
 
 
+def trace_settings():
+    """The tracing settings a trace job (and its merge) reads."""
+    return pick(
+        "tracing",
+        "samples",
+        "seed",
+        "all_tokens",
+        "cases",
+        "min_clean_prob",
+        "max_rows",
+        "mixed_precision",
+        "shards",
+    )
+
+
+def trace_folder(wildcards):
+    """tracing/, or tracing/{loc}/ for a localization other than the paper's."""
+    return (
+        f"{RUN}/tracing/{wildcards.loc}"
+        if "loc" in wildcards.keys()
+        else f"{RUN}/tracing"
+    )
+
+
+def trace_shards(wildcards):
+    """The tracing.shards tables a trace merge joins."""
+    return expand(
+        f"{trace_folder(wildcards)}/shards/{wildcards.kind}_w{wildcards.window}/shard{{shard}}.parquet",
+        shard=range(config["tracing"].get("shards", 1)),
+    )
+
+
+def trace_partial(wildcards):
+    """A trace shard's checkpoint folder (finished cases of a killed job)."""
+    loc = f"{wildcards.loc}_" if "loc" in wildcards.keys() else ""
+    return f"{RUN}/.partial/trace_{loc}{wildcards.kind}_w{wildcards.window}_shard{wildcards.shard}"
+
+
 def effect_tables():
     """The effect-window MLP table of each configured localization, main first (id → path)."""
     window = config["editing"]["effect_window"]
     return {loc.id: loc.table(RUN, "mlp", window) for loc in LOCALIZATIONS}
+
+
+def planned(rule):
+    """The rule's resources from locedit.plan: mem_mb, runtime, and gpu / gpu_mem_mb where its
+    jobs run on a GPU (none when the plan has no shape for the model: the profile's defaults).
+    Memory and time grow by half the plan with each retry (attempt 2, 3)."""
+    if PLAN is None:
+        return {}
+    return {
+        key: _growing(key, lambda wildcards: PLAN.resources(rule))
+        for key in PLAN.resources(rule)
+    }
+
+
+def planned_edit():
+    """An edit job's planned resources, by its method and problem."""
+    if PLAN is None:
+        return {}
+    of_job = lambda wildcards: PLAN.resources(
+        "edit", wildcards.method, wildcards.problem
+    )
+    keys = PLAN.resources("edit", METHOD_NAMES[0], PROBLEM_NAMES[0])
+    return {key: _growing(key, of_job) for key in keys}
+
+
+def _growing(key, of_job):
+    """Resource ``key`` of a job (``of_job(wildcards)``), memory and runtime grown on retries."""
+    if key in ("mem_mb", "runtime"):
+        return lambda wildcards, attempt: math.ceil(
+            of_job(wildcards)[key] * (1 + (attempt - 1) / 2)
+        )
+    return lambda wildcards: of_job(wildcards)[key]
+
+
+def corpus_fetched():
+    """An hf: statistics corpus is fetched once (rule fetch_corpus); the others are read in place."""
+    return config["stats"]["corpus"].startswith("hf:")
+
+
+def stats_corpus(wildcards):
+    """A key_stats_part job's fetched corpus file, when there is one."""
+    return {"corpus": CORPUS_FILE} if corpus_fetched() else {}

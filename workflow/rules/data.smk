@@ -1,4 +1,4 @@
-# Model, cases and the correctness filter.
+# Model, CounterFact, cases and the correctness filter.
 
 
 rule prepare_model:
@@ -10,13 +10,35 @@ rule prepare_model:
         f"resources/benchmarks/prepare_model/{model_slug(config['model']['name'])}.tsv"
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("prepare_model"),
     params:
         name=config["model"]["name"],
     script:
         "../scripts/prepare_model.py"
 
 
+rule fetch_counterfact:
+    output:
+        counterfact_copy() or [],
+    log:
+        "resources/logs/fetch_counterfact.log",
+    benchmark:
+        "resources/benchmarks/fetch_counterfact.tsv"
+    conda:
+        "../../envs/locedit.yaml"
+    resources:
+        **planned("fetch_counterfact"),
+    params:
+        url=config["data"]["counterfact"],
+        sha256=config["data"].get("counterfact_sha256"),
+    script:
+        "../scripts/fetch_counterfact.py"
+
+
 rule select_cases:
+    input:
+        unpack(counterfact_input),
     output:
         f"{RUN}/cases.parquet",
     log:
@@ -25,6 +47,8 @@ rule select_cases:
         f"{BENCH}/select_cases.tsv"
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("select_cases"),
     params:
         data=config["data"],
     script:
@@ -44,6 +68,8 @@ rule check_correctness:
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("check_correctness"),
     params:
         correctness=config["correctness"],
         model=model_params(),
@@ -64,6 +90,8 @@ rule noise_level:
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("noise_level"),
     params:
         noise=config["noise"],
         model=model_params(),

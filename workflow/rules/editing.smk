@@ -13,6 +13,8 @@ rule context_templates:
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("context_templates"),
     params:
         seed=config["editing"]["templates_seed"],
         rome_lengths=config["editing"]["rome_template_lengths"],
@@ -36,9 +38,16 @@ rule noised_targets:
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("noised_targets"),
     params:
         editing=pick(
-            "editing", "max_cases", "noised_target_tokens", "ff_noise_samples", "seed"
+            "editing",
+            "max_cases",
+            "cases",
+            "noised_target_tokens",
+            "ff_noise_samples",
+            "seed",
         ),
         model=model_params(),
     script:
@@ -59,8 +68,10 @@ rule essence_texts:
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("essence_texts"),
     params:
-        editing=pick("editing", "max_cases", "essence", "seed"),
+        editing=pick("editing", "max_cases", "cases", "essence", "seed"),
         model=model_params(),
     script:
         "../scripts/essence_texts.py"
@@ -85,8 +96,10 @@ rule pre_edit:
     conda:
         "../../envs/locedit.yaml"
     threads: MODEL_THREADS
+    resources:
+        **planned("pre_edit"),
     params:
-        editing=pick("editing", "max_cases", "seed"),
+        editing=pick("editing", "max_cases", "cases", "seed"),
         model=model_params(),
         run=config["run"],
     script:
@@ -110,6 +123,8 @@ rule edit:
     conda:
         "../../envs/locedit.yaml"
     threads: EDIT_THREADS
+    resources:
+        **planned_edit(),
     params:
         editing=edit_settings,
         layers=CENTRAL_LAYERS,
@@ -136,6 +151,8 @@ rule scores:
         f"{BENCH}/scores.tsv"
     conda:
         "../../envs/locedit.yaml"
+    resources:
+        **planned("scores"),
     params:
         editing=pick("editing", "first_prompt_only", "effect_window"),
         model=model_params(),

@@ -1,8 +1,9 @@
 """Rule edit: one (method, problem, shard) job; edits, evaluates and restores every (case, layer)."""
 import pandas as pd
 
+from locedit.editing import METHODS
 from locedit.io import CaseCheckpoint, read_json
-from locedit.jobs import job, job_model
+from locedit.jobs import device_stamp, job, job_model
 from locedit.stats import KeyStats
 from locedit.sweep import editable_cases, hparams_for, run_edit_job, shard
 
@@ -11,16 +12,18 @@ with job(snakemake):
     method, problem, index = snakemake.wildcards.method, snakemake.wildcards.problem, int(snakemake.wildcards.shard)
     sigma = read_json(snakemake.input.noise)["sigma"]
     cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
-                           problem, opts["max_cases"])
+                           problem, opts["max_cases"], opts.get("cases", "correct"))
     cases = shard(cases, index, opts["shards"])
     hparams = hparams_for(opts, method, problem)
     settings = {"hparams": hparams, "layers": snakemake.params.layers, "sigma": sigma, "model": snakemake.params.model["name"],
                 "dtype": snakemake.params.model.get("dtype", "float32"), "seed": opts["seed"], "essence": opts.get("essence"),
-                "batch_cases": opts["batch_cases"], "mixed_precision": opts["mixed_precision"]}
+                "batch_cases": opts["batch_cases"], "mixed_precision": opts["mixed_precision"],
+                "device": device_stamp()}
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     if checkpoint.todo(cases.case_id.tolist()):
         model, tok = job_model(snakemake.input.model, snakemake.params.model)
-        stats = KeyStats(snakemake.input.stats[0].rsplit("/", 1)[0] if "stats" in snakemake.input.keys() else None)
+        stats = KeyStats(snakemake.input.stats[0].rsplit("/", 1)[0] if "stats" in snakemake.input.keys() else None,
+                         keep=METHODS[method].window)  # C⁻¹ of one edit window on the device at a time
         templates = read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None
         essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
         run_edit_job(model, tok, method, problem, cases, pd.read_parquet(snakemake.input.noised), sigma,

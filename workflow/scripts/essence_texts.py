@@ -11,7 +11,7 @@ with job(snakemake):
     opts = snakemake.params.editing
     spec = opts["essence"]
     cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
-                           "error_injection", opts["max_cases"])
+                           "error_injection", opts["max_cases"], opts.get("cases", "correct"))
     model, tok = job_model(snakemake.input.model, snakemake.params.model)
     rows = []
     for case in tqdm(list(cases.itertuples()), desc="essence texts", unit="case", mininterval=10):

@@ -11,7 +11,7 @@ with job(snakemake):
     opts = snakemake.params.editing
     sigma = read_json(snakemake.input.noise)["sigma"]
     cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
-                           "error_injection", opts["max_cases"])
+                           "error_injection", opts["max_cases"], opts.get("cases", "correct"))
     model, tok = job_model(snakemake.input.model, snakemake.params.model)
     rows = [{"case_id": c.case_id, **noised_targets(model, tok, c.prompt, c.subject, sigma, opts["noised_target_tokens"],
                                                     opts["ff_noise_samples"], opts["seed"])}

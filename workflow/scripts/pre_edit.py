@@ -10,7 +10,7 @@ with job(snakemake):
     problem = snakemake.wildcards.problem
     sigma = read_json(snakemake.input.noise)["sigma"]
     cases = editable_cases(pd.read_parquet(snakemake.input.cases), pd.read_parquet(snakemake.input.correctness),
-                           problem, opts["max_cases"])
+                           problem, opts["max_cases"], opts.get("cases", "correct"))
     model, tok = job_model(snakemake.input.model, snakemake.params.model)
     essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
     table = pre_edit_table(model, tok, cases, problem, pd.read_parquet(snakemake.input.noised), sigma, opts["seed"],
