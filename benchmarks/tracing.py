@@ -8,7 +8,8 @@ model, per case and in this order: **plain** (the paper's code: one full forward
 sharing a start layer in one pass from the cached corrupted state, the engine before 2026-11-29),
 **cached** (``trace``: also positions before the restored token from the corrupted run's
 key/value cache), **mixed** (cached, on a bfloat16 copy of the model, logits float32) and
-**attribution** (``attribution_trace``: one forward and one backward pass). Prints wall times,
+**attribution** (``attribution_trace``: the window's joint first-order term, exact tracing's
+passes plus a backward pass each; window by window: ``benchmarks/attribution.py``). Prints wall times,
 ratios against plain, max |Δ| of the restored probabilities and of the per-(case, layer) effect
 against plain, and attribution's agreement with exact tracing (Pearson / Spearman over (case,
 layer) effects, share of cases with the same peak layer).

@@ -13,7 +13,9 @@ For every method × problem × metric, over all (case, layer) rows of ``scores.p
   there are few rows per parameter, as in small runs);
 - RMSE and MAE of the layer-only and tracing-only fits (paper Table 7);
 - ``n`` rows and ``saturated`` when the interacted model has as many parameters as rows (its
-  R² is then 1 by construction and the F-test undefined).
+  R² is then 1 by construction and the F-test undefined);
+- ``strength``: ``at ceiling`` / ``at floor`` when the edits leave nothing for layer or tracing
+  to explain (:func:`edit_strength`), with the share of edits at either end.
 
 The effect is ``max_fraction_restored`` (max over tokens of the fraction of P(o_true) restored
 by MLP states in a window around the layer). :func:`concentrated_cases` is the paper's App. B
@@ -71,6 +73,29 @@ def fit_three(data: pd.DataFrame) -> dict[str, float]:
     }
 
 
+CEILING, FLOOR, MAX_SPREAD = 0.98, 0.02, 0.02
+
+
+def edit_strength(data: pd.DataFrame) -> dict[str, float | str]:
+    """Whether a condition's edits are at ceiling or floor (``data``: columns ``layer``, ``score``).
+
+    Rule: **at ceiling** when every layer's mean score is ≥ :data:`CEILING` (.98) and the spread
+    of the layer means (max − min) is ≤ :data:`MAX_SPREAD` (.02); **at floor** when every layer's
+    mean is ≤ :data:`FLOOR` (.02) with the same spread; else "". Such a condition gets this label
+    instead of a verdict (:func:`interval_verdict`): an edit that succeeds (or fails) at every
+    layer says nothing about where to edit, however the R² come out. ``ceiling_share`` /
+    ``floor_share``: the share of its edits scoring ≥ .98 / ≤ .02.
+
+        >>> edit_strength(pd.DataFrame({"layer": [0, 0, 4, 4], "score": [.99, 1., .97, 1.]}))
+        {'ceiling_share': 0.75, 'floor_share': 0.0, 'strength': 'at ceiling'}
+    """
+    means = data.groupby("layer").score.mean().round(12)  # so that .98 and a spread of .02 count as at the bound
+    flat = round(means.max() - means.min(), 12) <= MAX_SPREAD
+    label = "at ceiling" if flat and (means >= CEILING).all() else "at floor" if flat and (means <= FLOOR).all() else ""
+    return {"ceiling_share": float((data.score >= CEILING).mean()), "floor_share": float((data.score <= FLOOR).mean()),
+            "strength": label}
+
+
 def _chance_added(r2_layer: float, extra_params: float, layer_df_resid: float) -> float:
     """E[added R²] when the added predictors are noise: (1 − R²_layer) · extra / residual df."""
     if layer_df_resid <= 0 or np.isnan(r2_layer):
@@ -98,7 +123,8 @@ def regressions(scores: pd.DataFrame, model: str, effect: str = EFFECT,
         if len(clean) < 2:
             continue
         rows.append({"model": model, "method": method, "problem": problem, "metric": metric,
-                     "effect": effect, "n_dropped": len(data) - len(clean), **fit_three(clean)})
+                     "effect": effect, "n_dropped": len(data) - len(clean), **fit_three(clean),
+                     **edit_strength(clean)})
     return pd.DataFrame(rows)
 
 
@@ -200,6 +226,7 @@ def bootstrap_r2(scores: pd.DataFrame, effect: str = EFFECT, metrics: tuple[str,
 
 
 MIN_VERDICT_CASES = 10  # fewer cases give too few distinct resamples for a percentile interval
+VERDICTS = ("holds", "undetermined", "reversed", "at ceiling", "at floor", "saturated", "too few cases")
 
 
 def interval_verdict(row) -> str:
@@ -207,12 +234,15 @@ def interval_verdict(row) -> str:
     when the upper bound of tracing's added R² is below the lower bound of the layer's R² (layer
     explains more than tracing adds, at the interval's level); ``reversed`` when the added R²'s
     lower bound is above the layer R²'s upper bound; else ``undetermined`` (the intervals overlap).
-    ``saturated`` fits and fewer than :data:`MIN_VERDICT_CASES` cases get no verdict.
+    Conditions at ceiling or floor (:func:`edit_strength`) get that label, ``saturated`` fits and
+    fewer than :data:`MIN_VERDICT_CASES` cases no verdict.
 
         >>> interval_verdict({"r2_added_hi": .05, "r2_layer_lo": .6, "r2_added_lo": 0., "r2_layer_hi": .9,
         ...                   "n_cases": 40, "saturated": False})
         'holds'
     """
+    if row.get("strength"):
+        return row["strength"]
     if row.get("saturated"):
         return "saturated"
     if row["n_cases"] < MIN_VERDICT_CASES:
@@ -225,14 +255,28 @@ def interval_verdict(row) -> str:
 
 
 def regressions_with_verdicts(scores: pd.DataFrame, model: str, effect: str = EFFECT,
-                              n_boot: int = 1000, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+                              n_boot: int = 1000, metrics: tuple[str, ...] = METRICS,
+                              verdict_metrics: tuple[str, ...] | None = None) -> pd.DataFrame:
     """:func:`regressions` of ``metrics`` with each condition's bootstrap intervals
-    (:func:`bootstrap_r2`) and :func:`interval_verdict` in ``verdict`` ("" where no interval
-    exists); ``n_boot`` 0 gives the regressions alone."""
+    (:func:`bootstrap_r2`, of ``verdict_metrics``, by default all of ``metrics``) and
+    :func:`interval_verdict` in ``verdict`` ("" where there is no interval and no ceiling or floor
+    label); ``n_boot`` 0 gives the regressions alone."""
     r2 = regressions(scores, model, effect, metrics)
     if not n_boot or r2.empty:
         return r2
-    boot = bootstrap_r2(scores, effect, metrics=metrics, n_boot=n_boot)
+    boot = bootstrap_r2(scores, effect, metrics=metrics if verdict_metrics is None else verdict_metrics, n_boot=n_boot)
     r2 = r2.merge(boot, on=["method", "problem", "metric"], how="left", validate="1:1")
     r2["verdict"] = [interval_verdict(row) if pd.notna(row["r2_layer_lo"]) else "" for row in r2.to_dict("records")]
     return r2
+
+
+def verdict_counts(rows: pd.DataFrame) -> str:
+    """The verdicts of ``rows`` (a ``verdict`` column) counted, in :data:`VERDICTS` order then any
+    other ("" and missing read "no verdict").
+
+        >>> verdict_counts(pd.DataFrame({"verdict": ["undetermined", "holds", "holds", "at ceiling", ""]}))
+        'holds 2, undetermined 1, at ceiling 1, no verdict 1'
+    """
+    found = rows.verdict.fillna("").replace("", "no verdict").value_counts()
+    order = [v for v in VERDICTS if v in found] + sorted(set(found.index) - set(VERDICTS))
+    return ", ".join(f"{name} {int(found[name])}" for name in order)

@@ -1,21 +1,31 @@
-"""Attribution patching: causal tracing to first order, from one corrupted forward and backward pass.
+"""Attribution patching: causal tracing to first order, a gradient in place of each restoration.
 
-Restoring the traced module's clean output ``c`` in place of the corrupted ``s`` at (token ``t``,
-layer ``j``) changes the metric ``M`` by about ``∇_s M · (c − s)`` (Nanda 2023; Syed et al. 2023;
-Kramár et al. 2024, "AtP*"). One forward pass over the corrupted rows keeping every module's
-output, one backward pass from ``M``, and the clean outputs give that estimate for every (token,
-layer) at once; a window of layers restores them together, so its estimate is the sum over the
-window. The result is a :class:`locedit.tracing.TraceResult` like exact tracing's, so the effects,
+Restoring the traced module's clean outputs ``c_j`` in place of the corrupted ``s_j`` at token
+``t`` for the layers ``j`` of a window ``W`` changes the metric ``M`` by about
+
+    Σ_{j ∈ W}  ∂M/∂s_j |_{s_k fixed, k ∈ W \\ {j}}  · (c_j − s_j)
+
+(Nanda 2023; Syed et al. 2023; Kramár et al. 2024, "AtP*"): the first-order term of restoring the
+window *jointly*. Each gradient holds the window's other restored sites fixed (a stop-gradient at
+them), because a joint restoration overwrites them whatever happens below: a path from layer j
+through a later layer of the same window does not reach the metric. (Summing each layer's total
+derivative instead counts such paths once per layer they cross, so a wider window inflates the
+estimate; that was this module's estimate before issue 38.) With a window of one layer the two
+agree. The result is a :class:`locedit.tracing.TraceResult` like exact tracing's, so the effects,
 regressions and figures read it unchanged::
 
     >>> r = attribution_trace(model, tok, prompt, subject, target, GaussianNoise(3.09),
     ...                       kind="mlp", window=5)                             # doctest: +SKIP
     >>> r.scores[r.subject_range[1] - 1].argmax()                               # doctest: +SKIP
 
-Where the metric is not close to linear in the restored state (restoring the whole residual
-stream, ``hidden``, or saturated probabilities) the estimate can be far off; Zhang & Nanda (2024)
-and Kramár et al. (2024) document such failures, and ``benchmarks/tracing.py`` measures the
-agreement with exact tracing.
+How: every (token, layer) restoration of exact tracing (:func:`locedit.tracing.restore`, the same
+passes: from the window's first layer and the restored token on) runs with the window's sites
+overwritten by leaf tensors equal to their corrupted outputs; the pass's values are the corrupted
+run's, and one backward pass gives each site's gradient with the others held fixed. That costs a
+backward pass on top of exact tracing's forward passes (``benchmarks/attribution.py`` measures
+time and agreement). Where the metric is far from linear in the restored states (saturated
+probabilities; the residual stream, ``hidden``) the estimate can be far off: Zhang & Nanda (2024)
+and Kramár et al. (2024) document such failures.
 """
 
 from __future__ import annotations
@@ -25,11 +35,10 @@ import torch
 from torch import nn
 
 from .corruption import GaussianNoise, TokenReplacement
-from .hooks import capture_outputs, edit_outputs
 from .models import architecture_of, num_layers
-from .prompts import encode, subject_range, unembed
+from .prompts import encode, subject_range
 from .trace_metric import Measure
-from .tracing import TraceResult, layer_window, result_of
+from .tracing import Runs, TraceResult, clean_and_corrupted, restoration_passes, restore, result_of
 
 
 def attribution_trace(
@@ -42,51 +51,47 @@ def attribution_trace(
     kind: str = "mlp",
     window: int = 10,
     metric: str = "prob",
+    contrast: str | None = None,
     all_tokens: bool = False,
     max_rows: int = 512,
 ) -> TraceResult:
-    """First-order estimates of :func:`locedit.tracing.trace`'s scores (``max_rows`` is unused: one pass)."""
+    """First-order estimates of :func:`locedit.tracing.trace`'s scores (same arguments):
+    ``scores[t, l]`` = low + the window's joint first-order term (module docstring)."""
     arch = architecture_of(model)
     n_layers = num_layers(model)
     encoded = encode(tok, prompt, target)
     b, e = subject_range(tok, prompt, subject)
-    device = next(model.parameters()).device
-    corrupted = corruption.corrupt(encoded.ids, (b, e), model.config.hidden_size, device)
-    traced = [arch.module_for(kind, i) for i in range(n_layers)]
+    measure = Measure.of(tok, metric, encoded, contrast)
+    runs = clean_and_corrupted(model, arch, encoded, (b, e), kind, corruption, measure)
 
-    with torch.no_grad(), capture_outputs(model, traced) as seen:
-        one = torch.tensor([encoded.ids], device=device)
-        clean_hidden = model.base_model(input_ids=one, attention_mask=torch.ones_like(one), use_cache=False).last_hidden_state
-    clean_states = [seen[name][0] for name in traced]
+    first = 0 if all_tokens else b
+    scores = np.full((len(encoded.prompt_ids), n_layers), runs.low)
+    for configs, start, from_token, prefix in restoration_passes(model, arch, runs, first, window, max_rows):
+        terms = _first_order_terms(model, arch, runs, configs, start, kind, window, from_token, prefix)
+        for (t, layer), term in zip(configs, terms.tolist()):
+            scores[t, layer] = runs.low + term
+    return result_of(tok, encoded, (b, e), first, kind, window, scores, runs.low, runs.clean, corruption, measure,
+                     contrast, "attribution")
 
-    noise = corrupted.embedding_edit()
 
-    def differentiable(name: str, hidden: torch.Tensor) -> torch.Tensor:
-        hidden = hidden.detach().requires_grad_(True)
-        return noise(name, hidden) if noise is not None else hidden
+def _first_order_terms(model, arch, runs: Runs, configs, start, kind, window, from_token, prefix) -> torch.Tensor:
+    """Per config, the mean over its corrupted rows of Σ_j ∂M/∂s_j · (c_j − s_j), every site of
+    the config's window a leaf (so held fixed for the others' gradients)."""
+    sites: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # module j → rows, leaf, clean
 
-    ids = corrupted.ids
-    with torch.enable_grad(), edit_outputs(model, {arch.embedding: differentiable}), \
-            capture_outputs(model, traced, detach=False) as states:
-        hidden = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
-        first = encoded.target_positions[0]
-        measure = Measure.contrasted(metric, encoded, unembed(model, hidden[:, first]).detach())
-        values = measure.of_hidden(model, hidden)
-        corrupted_states = [states[name] for name in traced]
-        grads = torch.autograd.grad(values.sum(), corrupted_states)
+    def leaf(j: int, rows: torch.Tensor, corrupted: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        sites[j] = (rows, corrupted.detach().requires_grad_(True), clean)
+        return sites[j][1]
 
-    with torch.no_grad():
-        # per layer j and token t: mean over rows of ∇M · (clean − corrupted)
-        per_layer = torch.stack([((clean_states[j][None].to(g.dtype) - corrupted_states[j]) * g).sum(-1).mean(0)
-                                 for j, g in enumerate(grads)]).float().cpu().numpy()  # [L, T]
-        clean = measure.of_hidden(model, clean_hidden).item()
-    low = float(values.detach().mean())
-
-    n_prompt = len(encoded.prompt_ids)
-    first_traced = 0 if all_tokens else b
-    scores = np.full((n_prompt, n_layers), low)
-    for layer in range(n_layers):
-        rows = list(layer_window(layer, window, n_layers))
-        scores[first_traced:, layer] = low + per_layer[rows, first_traced:n_prompt].sum(axis=0)
-    return result_of(tok, encoded, (b, e), first_traced, kind, window, scores, low, clean, corruption, measure,
-                     "attribution")
+    with torch.enable_grad():
+        read = restore(model, arch, runs, configs, start, kind, window, from_token, prefix, replace=leaf)
+        values = runs.measure.of_read(model, read)
+        order = sorted(sites)
+        grads = torch.autograd.grad(values.sum(), [sites[j][1] for j in order], allow_unused=True)
+    terms = torch.zeros(len(values), dtype=torch.float32, device=values.device)
+    for j, grad in zip(order, grads):
+        if grad is None:  # the site does not reach the metric
+            continue
+        rows, corrupted, clean = sites[j]
+        terms.index_add_(0, rows, ((clean.float() - corrupted.detach().float()) * grad.float()).sum(-1))
+    return terms.view(len(configs), runs.corrupted.rows).mean(dim=1)

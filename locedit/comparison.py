@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .analysis import CEILING, FLOOR, MAX_SPREAD, verdict_counts
 from .editing import METHODS
 from .localization_analysis import peak_layers
 from .problems import PROBLEMS
@@ -93,19 +94,12 @@ def regressions_table(models: list[ModelResults], paper: pd.DataFrame) -> list[s
     return lines
 
 
-def verdict_counts(model: ModelResults) -> str:
-    """``holds 9, undetermined 7, too few cases 4`` over the rewrite-score conditions."""
-    rewrite = model.r2[model.r2.metric == "rewrite"]
-    counts = rewrite.verdict.fillna("no verdict").value_counts()
-    return ", ".join(f"{name} {count}" for name, count in counts.items())
-
-
 def verdict_lines(models: list[ModelResults]) -> list[str]:
     """One sentence per model and problem: which methods' verdicts say what."""
     lines = []
     for m in models:
         rewrite = m.r2[m.r2.metric == "rewrite"]
-        lines.append(f"- **{m.name}** ({m.n_cases} cases; {verdict_counts(m)} of {len(rewrite)}):")
+        lines.append(f"- **{m.name}** ({m.n_cases} cases; {verdict_counts(rewrite)} of {len(rewrite)}):")
         for problem, spec in PROBLEMS.items():
             rows = rewrite[rewrite.problem == problem]
             by_verdict: dict[str, list[str]] = {}
@@ -167,7 +161,9 @@ def comparison_markdown(folders: list[Path]) -> str:
              "with as many rows), the F-test p of both vs layer; then the bootstrap verdict (95% intervals over "
              "cases resampled with their layers: **holds** when the added R²'s upper bound is below the layer "
              "R²'s lower bound, **undetermined** when they overlap, **reversed** when the added R²'s lower bound "
-             "is above the layer R²'s upper bound; none under 10 cases) and the cases it rests on.", "",
+             f"is above the layer R²'s upper bound; **at ceiling** / **at floor** instead of a verdict when every "
+             f"layer's mean rewrite score is ≥ {CEILING} / ≤ {FLOOR} with the layer means within {MAX_SPREAD}; none "
+             "under 10 cases) and the cases it rests on.", "",
              *regressions_table(models, paper), "", PAPER_GPT2_XL, "",
              "## Verdict per model and problem", "", *verdict_lines(models), "",
              "## Fig. 1 in numbers: where tracing peaks, where editing works best", "",

@@ -5,8 +5,8 @@ Two are implemented (``tracing.corruption``):
 - ``gaussian`` (the paper, Meng et al. 2022): ``samples`` rows, each with σ-scaled Gaussian noise
   added to the embedding-layer output at the subject tokens (the reference code's draw);
 - ``str``, symmetric token replacement (Zhang & Nanda, ICLR 2024): one row whose subject tokens
-  are those of another CounterFact subject with as many tokens and a different answer, so the
-  corrupted run is an in-distribution prompt that names something else.
+  are those of another CounterFact subject of the same relation with as many tokens and another
+  answer, so the corrupted run is an in-distribution prompt whose answer is the partner's.
 
 ::
 
@@ -18,8 +18,12 @@ Two are implemented (``tracing.corruption``):
     >>> s.corrupt(ids=[2, 7, 8, 9, 4], subject=(1, 3), d_model=16).ids.tolist()
     [[2, 5, 6, 9, 4]]
 
-Partners for ``str`` are chosen once per run, deterministically, from the CounterFact records
-(:func:`find_replacement`; rule ``replacement_subjects``), and recorded per case.
+Partners for ``str`` are chosen once per run, deterministically, from the CounterFact records of
+the case's relation (:func:`find_replacement`; rule ``replacement_subjects``), and recorded per
+case with their answer (``target_true`` and its first token, the logit difference's contrast,
+:mod:`locedit.trace_metric`). A case whose relation offers no partner is reported, never paired
+across relations: the corrupted prompt would then ask about another relation, and its answer
+would not be the partner's.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tqdm import tqdm
 
 from .noise import add_noise, subject_noise
 from .prompts import subject_range
+from .trace_metric import answer_token
 
 
 
@@ -111,30 +116,38 @@ class TokenReplacement:
 
 @dataclass(frozen=True)
 class Replacement:
-    """The subject that replaces a case's subject under ``str``, and the prompt it makes."""
+    """The subject that replaces a case's subject under ``str``, and the prompt and answer it makes."""
 
     case_id: int
     partner_case_id: int
     partner_subject: str
     partner_target: str
+    partner_target_id: int  # first token of " " + partner_target: the corrupted prompt's answer
     prompt_ids: tuple[int, ...]
 
 
-def find_replacement(tok, case_id: int, template: str, subject: str, target_true: str,
+def find_replacement(tok, case_id: int, template: str, subject: str, target_true: str, relation_id: str,
                      pool: pd.DataFrame, seed: int = 1) -> Replacement | None:
-    """The first record of ``pool`` (columns case_id, subject, target_true), in an order drawn from
-    ``RandomState(seed + case_id)``, whose subject put into ``template`` changes exactly the
-    subject's tokens (same count, same place, all other tokens equal) and whose answer differs.
+    """The first record of ``pool`` (columns case_id, relation_id, subject, target_true) of the same
+    relation, in an order drawn from ``RandomState(seed + case_id)``, whose subject put into
+    ``template`` changes exactly the subject's tokens (same count, same place, all other tokens
+    equal) and whose answer starts with another token than ``target_true`` (a shared first token
+    would make the logit difference zero by construction).
 
     None when no record qualifies (the caller reports the case_id).
     """
     prompt = template.format(subject)
     ids = tok(prompt)["input_ids"]
     b, e = subject_range(tok, prompt, subject)
-    order = np.random.RandomState(seed + case_id).permutation(len(pool))
+    first_true = answer_token(tok, target_true)
+    same = pool[pool.relation_id == relation_id]
+    order = np.random.RandomState(seed + case_id).permutation(len(same))
     for i in order:
-        other = pool.iloc[int(i)]
-        if int(other.case_id) == case_id or other.subject == subject or other.target_true == target_true:
+        other = same.iloc[int(i)]
+        if int(other.case_id) == case_id or other.subject == subject:
+            continue
+        answer_id = answer_token(tok, other.target_true)
+        if answer_id == first_true:
             continue
         replaced = template.format(other.subject)
         other_ids = tok(replaced)["input_ids"]
@@ -142,24 +155,36 @@ def find_replacement(tok, case_id: int, template: str, subject: str, target_true
             continue
         if other_ids[b:e] == ids[b:e] or subject_range(tok, replaced, other.subject) != (b, e):
             continue
-        return Replacement(case_id, int(other.case_id), other.subject, other.target_true, tuple(other_ids))
+        return Replacement(case_id, int(other.case_id), other.subject, other.target_true, answer_id,
+                           tuple(other_ids))
     return None
 
 
 def replacements(tok, cases: pd.DataFrame, pool: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
-    """One row per case of ``cases`` (case_id, prompt_template, subject, target_true): its partner,
-    or nulls with ``reason`` when none of ``pool`` qualifies."""
+    """One row per case of ``cases`` (case_id, relation_id, prompt_template, subject, target_true):
+    its partner from the records of ``pool`` of the same relation, or nulls with ``reason`` when
+    none qualifies; ``candidates`` counts the other records of the relation that were tried.
+
+        >>> table = replacements(tok, cases, cases_frame(load_counterfact("bundled")))   # doctest: +SKIP
+        >>> table[["case_id", "partner_case_id", "partner_target", "candidates", "reason"]]  # doctest: +SKIP
+    """
     rows = []
     for case in tqdm(cases.itertuples(), total=len(cases), desc="str partners", unit="case", mininterval=10):
+        candidates = int(((pool.relation_id == case.relation_id) & (pool.case_id != case.case_id)).sum())
         found = find_replacement(tok, int(case.case_id), case.prompt_template, case.subject, case.target_true,
-                                 pool, seed)
+                                 case.relation_id, pool, seed)
         if found is None:
-            rows.append({"case_id": int(case.case_id), "partner_case_id": None, "partner_subject": None,
-                         "partner_target": None, "prompt_ids": None,
-                         "reason": f"no record of the {len(pool)} has a subject of as many tokens in this "
-                                   "template with a different answer"})
+            rows.append({"case_id": int(case.case_id), "relation_id": case.relation_id, "partner_case_id": None,
+                         "partner_subject": None, "partner_target": None, "partner_target_id": None,
+                         "prompt_ids": None, "candidates": candidates,
+                         "reason": f"none of the {candidates} other records of relation {case.relation_id} has a "
+                                   "subject of as many tokens in this template and an answer with another first "
+                                   "token; add records of the relation (data.counterfact) or trace this case "
+                                   "under gaussian"})
         else:
-            rows.append({**found.__dict__, "prompt_ids": list(found.prompt_ids), "reason": None})
+            rows.append({**found.__dict__, "relation_id": case.relation_id, "prompt_ids": list(found.prompt_ids),
+                         "candidates": candidates, "reason": None})
     frame = pd.DataFrame(rows)
-    frame["partner_case_id"] = frame.partner_case_id.astype("Int64")
+    for column in ("partner_case_id", "partner_target_id"):
+        frame[column] = frame[column].astype("Int64")
     return frame

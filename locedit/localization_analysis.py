@@ -1,8 +1,10 @@
 """Does the finding depend on how localization is measured? The regressions of each configured
-localization side by side, and how well the localizations agree on the effects themselves.
+localization side by side, each rewrite-score condition with its bootstrap verdict (the rule of
+the main table, :func:`locedit.analysis.interval_verdict`), and how well the localizations agree
+on the effects themselves.
 
     >>> compared = compare(scores, {"exact-gaussian-prob": t1, "attribution-gaussian-prob": t2},
-    ...                    model="gemma-3-270m")                                  # doctest: +SKIP
+    ...                    model="gemma-3-270m", n_boot=1000)                     # doctest: +SKIP
     >>> agreement({"exact-gaussian-prob": t1, "attribution-gaussian-prob": t2})  # doctest: +SKIP
       localization  n  pearson  spearman  peak_agreement  mean_peak_layer
 
@@ -17,15 +19,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from .analysis import EFFECT, regressions
+from .analysis import EFFECT, regressions_with_verdicts, verdict_counts
 from .editing import METHODS
 from .localization import Localization
 from .problems import PROBLEMS
-from .summary import finding
 from .tracing import tracing_effects
 
-EFFECT_COLUMNS = ("max_fraction_restored", "max_fraction_restored_high", "last_subject_fraction",
-                  "last_subject_effect")
+EFFECT_COLUMNS = ("max_fraction_restored", "max_fraction_restored_high", "reference_fraction_restored",
+                  "last_subject_fraction", "last_subject_effect")
 
 
 def with_effects(scores: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
@@ -34,9 +35,13 @@ def with_effects(scores: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return bare.merge(tracing_effects(table), on=["case_id", "layer"], how="left", validate="m:1")
 
 
-def compare(scores: pd.DataFrame, tables: dict[str, pd.DataFrame], model: str, effect: str = EFFECT) -> pd.DataFrame:
-    """The regressions (every metric) under each localization, with a ``localization`` column."""
-    parts = [regressions(with_effects(scores, table), model, effect).assign(localization=loc)
+def compare(scores: pd.DataFrame, tables: dict[str, pd.DataFrame], model: str, effect: str = EFFECT,
+            n_boot: int = 1000) -> pd.DataFrame:
+    """The regressions (every metric) under each localization, with a ``localization`` column; the
+    rewrite-score conditions with bootstrap intervals and verdicts (``n_boot`` resamples; 0: none),
+    the main localization's equal to ``r2.csv``'s (the same resamples)."""
+    parts = [regressions_with_verdicts(with_effects(scores, table), model, effect, n_boot,
+                                       verdict_metrics=("rewrite",)).assign(localization=loc)
              for loc, table in tables.items()]
     out = pd.concat(parts, ignore_index=True)
     return out[["localization", *[c for c in out.columns if c != "localization"]]]
@@ -71,14 +76,17 @@ def peak_layers(effects: pd.DataFrame, effect: str) -> pd.Series:
 
 
 def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite") -> list[str]:
-    """The summary's "Localizations" section: one table (R² layer / tracing / both / added per method
-    × problem, a column per localization), the agreement, and a sentence per localization."""
+    """The summary's "Localizations" section: one table (R² layer / tracing / both / added and the
+    bootstrap verdict per method × problem, a column per localization), the agreement, and per
+    localization its verdicts counted and the conditions whose verdict differs from the main's."""
     locs = list(dict.fromkeys(compared.localization))
     labels = {loc: Localization.parse(loc).label for loc in locs}
     rows = compared[compared.metric == metric]
+    verdicts = "verdict" in rows
     lines = ["## Localizations — does the finding depend on how tracing is measured?", "",
-             f"{metric.capitalize()} score; each cell: R² of layer / tracing / both / added by tracing. The first "
-             "column is the main analysis's localization.", "",
+             f"{metric.capitalize()} score; each cell: R² of layer / tracing / both / added by tracing"
+             + ("; then the bootstrap verdict (the rule of the main table above)" if verdicts else "")
+             + ". The first column is the main analysis's localization.", "",
              "| problem | method | " + " | ".join(labels[loc] for loc in locs) + " |",
              "|---|---|" + "---|" * len(locs)]
     for problem in PROBLEMS:
@@ -86,8 +94,12 @@ def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite
             cells = []
             for loc in locs:
                 row = rows[(rows.localization == loc) & (rows.method == method) & (rows.problem == problem)]
-                cells.append("—" if row.empty else " / ".join(f"{row.iloc[0][k]:.3f}".replace("0.", ".", 1)
-                                                             for k in ("r2_layer", "r2_trace", "r2_both", "r2_added")))
+                if row.empty:
+                    cells.append("—")
+                    continue
+                cell = " / ".join(f"{row.iloc[0][k]:.3f}".replace("0.", ".", 1)
+                                  for k in ("r2_layer", "r2_trace", "r2_both", "r2_added"))
+                cells.append(cell + (f"; {row.iloc[0].verdict or 'no verdict'}" if verdicts else ""))
             if any(c != "—" for c in cells):
                 lines.append(f"| {PROBLEMS[problem].label} | {METHODS[method].label} | " + " | ".join(cells) + " |")
     lines += ["", "Agreement of the per-(case, layer) effects with the first column's (effect-window MLP traces):", "",
@@ -97,12 +109,19 @@ def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite
         lines.append(f"| {labels[row.localization]} | {row.n} | {row.pearson:.3f} | {row.spearman:.3f} | "
                      f"{row.peak_agreement:.0%} | {row.mean_peak_layer:.1f} |")
     lines.append("")
-    main_holds, _ = finding(compared[compared.localization == locs[0]])
+    if not verdicts:
+        return lines + ["No bootstrap intervals (analysis.bootstrap: 0), so no verdicts per localization.", ""]
+    main = rows[rows.localization == locs[0]].set_index(["method", "problem"]).verdict
     for loc in locs:
-        holds, sentence = finding(compared[compared.localization == loc])
+        mine = rows[rows.localization == loc].set_index(["method", "problem"]).verdict
+        counted = f"bootstrap verdicts over {len(mine)} conditions: {verdict_counts(mine.to_frame())}"
         if loc == locs[0]:
-            lines += [f"**{labels[loc]}** (main analysis): {sentence}", ""]
-        else:
-            change = "the verdict is the same as" if holds == main_holds else "**the verdict changes** from"
-            lines += [f"**{labels[loc]}** — {change} the main analysis's: {sentence}", ""]
+            lines += [f"**{labels[loc]}** (main analysis): {counted}.", ""]
+            continue
+        moves = [f"{PROBLEMS[p].label} {METHODS[m].label}: {main[(m, p)] or 'no verdict'} → {mine[(m, p)] or 'no verdict'}"
+                 for p in PROBLEMS for m in METHODS
+                 if (m, p) in main.index and (m, p) in mine.index and main[(m, p)] != mine[(m, p)]]
+        differ = (f"**{len(moves)} differ** from the main analysis's ({'; '.join(moves)})" if moves
+                  else "every condition's verdict is the main analysis's")
+        lines += [f"**{labels[loc]}**: {counted}; {differ}.", ""]
     return lines

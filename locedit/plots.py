@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .analysis import CEILING, FLOOR  # noqa: E402
 from .editing import METHODS  # noqa: E402
 from .problems import PROBLEMS  # noqa: E402
 
@@ -170,6 +171,34 @@ def plot_scores_by_layer(scores: pd.DataFrame, metric: str, path: str | Path) ->
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="center right")
     fig.tight_layout(rect=(0, 0, 0.92, 1))
+    return _save(fig, path, tight=False)
+
+
+def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str) -> Path:
+    """Mean rewrite score by edit layer under each scale of a swept hyperparameter (columns scale,
+    method, problem, layer, mean_rewrite; :mod:`locedit.strength`): a row of panels per method, a
+    panel per problem, a line per scale; dashed lines at the ceiling and floor bounds."""
+    methods = [m for m in METHOD_LABELS if m in set(by_layer.method)]
+    problems = [p for p in PROBLEM_LABELS if p in set(by_layer.problem)]
+    scales = sorted(by_layer.scale.unique())
+    fig, axes = plt.subplots(len(methods), len(problems), figsize=(2.6 * len(problems) + 1.2, 2.6 * len(methods)),
+                             dpi=120, sharex=True, sharey=True, squeeze=False)
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(scales)))
+    for row, method in zip(axes, methods):
+        for ax, problem in zip(row, problems):
+            for scale, color in zip(scales, colors):
+                line = by_layer[(by_layer.method == method) & (by_layer.problem == problem) & (by_layer.scale == scale)]
+                ax.plot(line.layer, line.mean_rewrite, marker="o", ms=3, color=color, label=f"{hparam} × {scale:g}")
+            for bound in (CEILING, FLOOR):
+                ax.axhline(bound, color="grey", lw=0.6, ls="--")
+            ax.set_title(f"{METHOD_LABELS[method]}, {PROBLEM_LABELS[problem]}", fontsize=8)
+            ax.set_ylim(-0.03, 1.03)
+        row[0].set_ylabel("mean rewrite score", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("edit layer", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     return _save(fig, path, tight=False)
 
 

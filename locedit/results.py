@@ -60,10 +60,10 @@ def regression_tables(scores: pd.DataFrame, trace: pd.DataFrame, model: str, eff
 
 
 def localization_tables(scores: pd.DataFrame, tables: dict[str, pd.DataFrame], model: str,
-                        effect: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(regressions per localization, their agreement with the first, summary section); the section
-    is empty with one localization."""
-    compared, agreed = compare(scores, tables, model, effect), agreement(tables, effect)
+                        effect: str, n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(regressions per localization with the rewrite conditions' bootstrap verdicts, their
+    agreement with the first, summary section); the section is empty with one localization."""
+    compared, agreed = compare(scores, tables, model, effect, n_boot), agreement(tables, effect)
     return compared, agreed, section(compared, agreed) if len(tables) > 1 else []
 
 
@@ -181,7 +181,7 @@ def analyse(folder: Path, n_boot: int | None = None) -> None:
         correlation_layer = min(layers, key=lambda layer: abs(layer - (n_layers - 1) / 2))
     info = {"run": " + ".join(r["run"] for r in runs), "model": model, "window": effect_window}
     localized = _localization_tables(folder, runs, tables[effect_window], effect_window)
-    compared, agreed, section = localization_tables(scores, localized, model, effect)
+    compared, agreed, section = localization_tables(scores, localized, model, effect, n_boot)
     section = section + provenance.describe([provenance.read(folder / "groups" / r["run"] / "scores.parquet")
                                              for r in runs])
     r2, concentrated, summary = regression_tables(scores, tables[effect_window], model, effect, correlation_layer,

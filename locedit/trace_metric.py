@@ -3,10 +3,12 @@
 ``tracing.metric``:
 
 - ``prob``: the probability of the whole target, teacher-forced (Meng et al. 2022; Hase et al.);
-- ``logit_diff``: logit(first target token) − logit(contrast token) at the last prompt position,
-  the contrast being the corrupted run's answer: the first token the corrupted rows, averaged,
-  rank highest other than the target's (Zhang & Nanda, ICLR 2024, recommend logit difference
-  over probability because probability saturates and hides negative components).
+- ``logit_diff``: logit(first token of o_true) − logit(first token of the corrupted prompt's
+  answer) at the last prompt position. The corrupted prompt's answer is the partner's
+  ``target_true`` under token replacement (the prompt names the partner's subject, same
+  relation) and CounterFact's ``target_new`` under Gaussian noise (the paper's counterfactual).
+  Zhang & Nanda (ICLR 2024) recommend logit difference over probability: probability saturates
+  and hides negative components.
 
 Both are computed from final hidden states, so one forward pass serves any metric::
 
@@ -14,6 +16,13 @@ Both are computed from final hidden states, so one forward pass serves any metri
     >>> logits = torch.log(torch.tensor([[[.2, .5, .3], [.1, .1, .8]]]))       # one row, vocabulary 3
     >>> round(m.prob_from_logits(logits).item(), 6)                             # P = .5 × .8
     0.4
+    >>> Measure("logit_diff", target_positions=[4, 5], target_ids=[1, 2], contrast_id=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: the contrast answer starts with the target's first token (id 1): the logit difference is 0 by construction; choose another contrast answer
+
+How a trace's values become an effect (fraction restored, signed for the logit difference) is
+:func:`locedit.tracing.tracing_effects`.
 """
 
 from __future__ import annotations
@@ -24,13 +33,18 @@ import torch
 from torch import nn
 
 from .localization import METRICS
-from .prompts import Encoded, unembed
+from .prompts import Encoded, encode, unembed
 
+
+def answer_token(tok, answer: str) -> int:
+    """The first token of ``" " + answer``, as an answer is appended to a prompt (:func:`locedit.prompts.encode`)."""
+    return encode(tok, "", answer).target_ids[0]
 
 
 @dataclass(frozen=True)
 class Measure:
-    """The metric of one traced prompt; ``target_positions`` are those of the full sequence."""
+    """The metric of one traced prompt; ``target_positions`` are those of the full sequence;
+    ``contrast_id`` (``logit_diff`` only): the first token of the corrupted prompt's answer."""
 
     metric: str
     target_positions: list[int]
@@ -40,8 +54,18 @@ class Measure:
     def __post_init__(self):
         if self.metric not in METRICS:
             raise ValueError(f"tracing.metric {self.metric!r} is not one of {', '.join(METRICS)}")
-        if self.metric == "logit_diff" and self.contrast_id is None:
-            raise ValueError("metric logit_diff needs a contrast token (Measure.contrasted)")
+        if self.metric == "logit_diff":
+            if self.contrast_id is None:
+                raise ValueError("metric logit_diff needs the corrupted prompt's answer (trace(..., contrast=...))")
+            if self.contrast_id == self.target_ids[0]:
+                raise ValueError(f"the contrast answer starts with the target's first token (id {self.contrast_id}): "
+                                 "the logit difference is 0 by construction; choose another contrast answer")
+
+    @classmethod
+    def of(cls, tok, metric: str, encoded: Encoded, contrast: str | None = None) -> "Measure":
+        """The measure of ``encoded``; ``contrast``: the corrupted prompt's answer (``logit_diff``)."""
+        contrast_id = answer_token(tok, contrast) if metric == "logit_diff" and contrast is not None else None
+        return cls(metric, list(encoded.target_positions), list(encoded.target_ids), contrast_id)
 
     @property
     def positions(self) -> list[int]:
@@ -72,14 +96,3 @@ class Measure:
         if tokens is not None:
             return logits[:, 0, 0] - logits[:, 0, 1]
         return self.prob_from_logits(logits)
-
-    @classmethod
-    def contrasted(cls, metric: str, encoded: Encoded, corrupted_logits: torch.Tensor) -> "Measure":
-        """The measure of ``encoded``; for ``logit_diff`` its contrast is the corrupted rows' answer
-        (``corrupted_logits``: ``[rows, V]`` at the last prompt position)."""
-        positions, ids = list(encoded.target_positions), list(encoded.target_ids)
-        if metric != "logit_diff":
-            return cls(metric, positions, ids)
-        probs = torch.softmax(corrupted_logits.float(), dim=-1).mean(dim=0)
-        probs[ids[0]] = -1.0
-        return cls(metric, positions, ids, int(probs.argmax()))

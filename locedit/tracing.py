@@ -2,7 +2,8 @@
 
 The corrupted run (``corruption``: Gaussian noise on the subject embeddings, the paper, or
 symmetric token replacement, :mod:`locedit.corruption`) is measured (``metric``: P(target), the
-paper, or a logit difference, :mod:`locedit.trace_metric`); then, for every token from the
+paper, or the logit difference against ``contrast``, the corrupted prompt's answer,
+:mod:`locedit.trace_metric`); then, for every token from the
 subject start and every layer, the clean output of the traced module (``hidden`` = the decoder
 layer, ``mlp`` or ``attn``) is restored at that token in a window of layers around the layer::
 
@@ -35,7 +36,7 @@ from .corruption import Corrupted, GaussianNoise, TokenReplacement
 from .hooks import capture_outputs, edit_outputs, start_at_layer
 from .models import architecture_of, num_layers
 from .plan import layer_window
-from .prompts import Encoded, encode, subject_range, token_strings, unembed
+from .prompts import Encoded, encode, subject_range, token_strings
 from .trace_metric import Measure
 
 KINDS = ("hidden", "mlp", "attn")
@@ -61,6 +62,7 @@ class TraceResult:
     target_tokens: list[str] = field(default_factory=list)
     metric: str = "prob"
     corruption: str = "gaussian"
+    contrast_target: str | None = None
     contrast_token: str | None = None
     partner_case_id: int | None = None
     method: str = "exact"
@@ -91,6 +93,7 @@ class TraceResult:
                 "method": self.method,
                 "metric": self.metric,
                 "corruption": self.corruption,
+                "contrast_target": self.contrast_target,
                 "contrast_token": self.contrast_token,
                 "partner_case_id": self.partner_case_id,
             }
@@ -101,7 +104,7 @@ class TraceResult:
 
 
 @dataclass
-class _Runs:
+class Runs:
     """What the clean and the corrupted runs leave behind for the restorations."""
 
     encoded: Encoded
@@ -125,11 +128,14 @@ def trace(
     kind: str = "mlp",
     window: int = 10,
     metric: str = "prob",
+    contrast: str | None = None,
     all_tokens: bool = False,
     max_rows: int = 512,
     reuse_prefix: bool = True,
 ) -> TraceResult:
-    """Trace one prompt (subject filled in); see the module docstring.
+    """Trace one prompt (subject filled in); see the module docstring. ``contrast`` (``logit_diff``
+    only): the corrupted prompt's answer, whose first token's logit is subtracted from the
+    target's (the partner's ``target_true`` under token replacement, ``target_new`` under noise).
 
     ``reuse_prefix`` (default): each restoration at token ``t`` computes positions ``t`` onward only,
     on the corrupted run's keys and values of the positions before (exact: causal attention
@@ -139,39 +145,49 @@ def trace(
     n_layers = num_layers(model)
     encoded = encode(tok, prompt, target)
     b, e = subject_range(tok, prompt, subject)
-    runs = _clean_and_corrupted(model, arch, encoded, (b, e), kind, corruption, metric)
+    measure = Measure.of(tok, metric, encoded, contrast)
+    runs = clean_and_corrupted(model, arch, encoded, (b, e), kind, corruption, measure)
 
     n_prompt = len(encoded.prompt_ids)
     first = 0 if all_tokens else b
     scores = np.full((n_prompt, n_layers), runs.low)
-    passes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-    for t in range(first, n_prompt):
-        for layer in range(n_layers):
-            passes[(t if reuse_prefix else 0, layer_window(layer, window, n_layers).start)].append((t, layer))
-
-    samples = runs.corrupted.rows
-    per_pass = max(1, max_rows // samples)
-    prefix, prefix_length = None, 0  # the corrupted cache of positions < from_token (passes sorted by token)
     done: list[tuple[int, int]] = []
     reads: list[torch.Tensor] = []
+    for configs, start, from_token, prefix in restoration_passes(model, arch, runs, first, window, max_rows,
+                                                                 reuse_prefix):
+        reads.append(restore(model, arch, runs, configs, start, kind, window, from_token, prefix))
+        done.extend(configs)
+    # the unembedding (Gemma: 262k × 640) once per max_rows rows, not once per pass
+    read = torch.cat(reads)
+    values = torch.cat([runs.measure.of_read(model, read[i : i + max_rows]) for i in range(0, len(read), max_rows)])
+    for (t, layer), v in zip(done, values.view(len(done), runs.corrupted.rows).mean(dim=1).tolist()):
+        scores[t, layer] = v
+    return result_of(tok, encoded, (b, e), first, kind, window, scores, runs.low, runs.clean, corruption,
+                     runs.measure, contrast, "exact")
+
+
+def restoration_passes(model, arch, runs: Runs, first: int, window: int, max_rows: int, reuse_prefix: bool = True):
+    """The forward passes of a trace: ``(configs, start, from_token, prefix)`` per pass, where the
+    (token, layer) ``configs`` (at most ``max_rows`` corrupted rows in all) share the window's first
+    layer ``start`` and, with ``reuse_prefix``, the restored token ``from_token``; ``prefix`` is
+    the corrupted key/value cache of the positions before it (None from position 0)."""
+    n_layers = len(runs.corrupted_layer_out)
+    passes: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    for t in range(first, len(runs.encoded.prompt_ids)):
+        for layer in range(n_layers):
+            passes[(t if reuse_prefix else 0, layer_window(layer, window, n_layers).start)].append((t, layer))
+    per_pass = max(1, max_rows // runs.corrupted.rows)
+    prefix, prefix_length = None, 0  # the corrupted cache of positions < from_token (passes sorted by token)
     for (from_token, start), configs in sorted(passes.items()):
         if from_token != prefix_length:
             prefix, prefix_length = _corrupted_prefix(model, arch, runs.corrupted, from_token), from_token
         for i in range(0, len(configs), per_pass):
-            chunk = configs[i : i + per_pass]
-            reads.append(_restore(model, arch, runs, chunk, start, kind, window, n_layers, from_token, prefix))
-            done.extend(chunk)
-    # the unembedding (Gemma: 262k × 640) once per max_rows rows, not once per pass
-    read = torch.cat(reads)
-    values = torch.cat([runs.measure.of_read(model, read[i : i + max_rows]) for i in range(0, len(read), max_rows)])
-    for (t, layer), v in zip(done, values.view(len(done), samples).mean(dim=1).tolist()):
-        scores[t, layer] = v
-    return result_of(tok, encoded, (b, e), first, kind, window, scores, runs.low, runs.clean, corruption,
-                     runs.measure, "exact")
+            yield configs[i : i + per_pass], start, from_token, prefix
 
 
 def result_of(tok, encoded: Encoded, subject: tuple[int, int], first: int, kind: str, window: int,
-              scores: np.ndarray, low: float, clean: float, corruption, measure: Measure, method: str) -> TraceResult:
+              scores: np.ndarray, low: float, clean: float, corruption, measure: Measure, contrast: str | None,
+              method: str) -> TraceResult:
     """The :class:`TraceResult` of a traced prompt, exact or attribution (:mod:`locedit.attribution`)."""
     return TraceResult(
         scores=scores,
@@ -185,14 +201,18 @@ def result_of(tok, encoded: Encoded, subject: tuple[int, int], first: int, kind:
         target_tokens=token_strings(tok, encoded.target_ids),
         metric=measure.metric,
         corruption=corruption.name,
+        contrast_target=contrast if measure.contrast_id is not None else None,
         contrast_token=token_strings(tok, [measure.contrast_id])[0] if measure.contrast_id is not None else None,
         partner_case_id=getattr(corruption, "partner_case_id", None),
         method=method,
     )
 
 
-def _clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int], kind, corruption,
-                         metric: str) -> _Runs:
+@torch.no_grad()
+def clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int], kind, corruption,
+                        measure: Measure) -> Runs:
+    """The clean run (its traced module outputs and metric) and the corrupted run (its decoder
+    layer outputs and mean metric, ``low``) that every restoration starts from."""
     n_layers = num_layers(model)
     device = next(model.parameters()).device
     corrupted = corruption.corrupt(encoded.ids, subject, model.config.hidden_size, device)
@@ -208,8 +228,6 @@ def _clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int]
             hidden = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).last_hidden_state
     finally:
         handle.remove()
-    first = encoded.target_positions[0]
-    measure = Measure.contrasted(metric, encoded, unembed(model, hidden[:, first]))
     low = measure.of_hidden(model, hidden).mean().item()
 
     one = torch.tensor([encoded.ids], device=device)
@@ -217,10 +235,11 @@ def _clean_and_corrupted(model, arch, encoded: Encoded, subject: tuple[int, int]
     with capture_outputs(model, traced) as clean_seen:
         clean_hidden = model.base_model(input_ids=one, attention_mask=torch.ones_like(one), use_cache=False).last_hidden_state
     clean = measure.of_hidden(model, clean_hidden).item()
-    return _Runs(encoded, corrupted, measure, [clean_seen[name][0] for name in traced], [seen[n] for n in layers],
+    return Runs(encoded, corrupted, measure, [clean_seen[name][0] for name in traced], [seen[n] for n in layers],
                  clean, low, returns_tuple[0])
 
 
+@torch.no_grad()
 def _corrupted_prefix(model, arch, corrupted: Corrupted, length: int):
     """The corrupted rows' key/value cache of positions ``[0, length)`` (one pass over the prefix)."""
     ids = corrupted.ids[:, :length]
@@ -230,10 +249,18 @@ def _corrupted_prefix(model, arch, corrupted: Corrupted, length: int):
     return out.cache
 
 
-def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, from_token=0, prefix=None) -> torch.Tensor:
+def restore(model, arch, runs: Runs, configs, start, kind, window, from_token=0, prefix=None,
+            replace=None) -> torch.Tensor:
     """One forward pass restoring each (token, layer) config in ``configs`` on its own corrupted rows,
     from layer ``start`` up and, with a ``prefix`` cache, from position ``from_token`` on; returns
-    the final hidden states the metric reads (``Measure.read``), configs × rows."""
+    the final hidden states the metric reads (``Measure.read``), configs × rows.
+
+    At each window site (module ``j``, the config's token) the corrupted output is overwritten by
+    ``replace(j, rows, corrupted, clean)``; by default the clean output (activation patching).
+    :mod:`locedit.attribution` overwrites it with a leaf tensor equal to the corrupted output, so
+    the sites are held fixed for each other's gradients. A tensor that is part of an autograd
+    graph is copied before it is overwritten, never changed in place."""
+    n_layers = len(runs.corrupted_layer_out)
     samples = runs.corrupted.rows
     copies = len(configs)
     n_rows = copies * samples
@@ -259,11 +286,14 @@ def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, f
         toks = torch.tensor(tokens_at[j], device=device)
         clean = runs.clean_states[j][toks]
 
-        def restore(_name: str, hidden: torch.Tensor) -> torch.Tensor:
-            hidden[rows, toks - from_token] = clean.to(hidden.dtype)
+        def overwrite(_name: str, hidden: torch.Tensor) -> torch.Tensor:
+            if hidden.requires_grad:
+                hidden = hidden.clone()
+            value = clean if replace is None else replace(j, rows, hidden[rows, toks - from_token], clean)
+            hidden[rows, toks - from_token] = value.to(hidden.dtype)
             return hidden
 
-        return restore
+        return overwrite
 
     edits = {arch.module_for(kind, j): restorer(j) for j in rows_at}
     hidden_in = None
@@ -278,26 +308,52 @@ def _restore(model, arch, runs: _Runs, configs, start, kind, window, n_layers, f
     return runs.measure.read(hidden, offset=from_token)
 
 
+REFERENCE_MIN_CLEAN = 0.02  # the reference code skips a case whose clean P(o_true) is below this
+
+
 def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
     """Per (case_id, layer) tracing effects from a long tracing table (paper §4.1, spec §5).
 
-    - ``max_fraction_restored``: max over traced tokens of max(0, (restored − low) / |clean − low|),
-      the paper's effect (denominator: the clean probability);
-    - ``max_fraction_restored_high``: the same with the reference code's denominator |high − low|;
-    - ``last_subject_fraction``: (restored − low) / |clean − low| at the last subject token, unclamped;
+    The fraction restored at a (token, layer) is (restored − low) / (clean − low): 0 is the
+    corrupted run, 1 the clean one. Under ``prob`` (the paper) it is divided by |clean − low| and
+    clamped at 0; under ``logit_diff`` it keeps its sign (Zhang & Nanda 2024's normalised logit
+    difference: a restoration that moves the metric away from the clean run is negative), and
+    the regressions use it as is. Per (case, layer):
+
+    - ``max_fraction_restored``: max over traced tokens of the fraction, the paper's effect
+      (denominator: the clean value);
+    - ``max_fraction_restored_high``: the same with the reference code's denominator |high − low|
+      (high = max(clean, max restored), ≤ 1 under ``prob``);
+    - ``reference_fraction_restored``: the reference code's effect (belief-localization
+      ``experiments/tracing.py``): ``max_fraction_restored_high`` for cases whose clean
+      P(o_true) ≥ :data:`REFERENCE_MIN_CLEAN`, NaN for the others (it skips them) and under
+      ``logit_diff`` (it measures P only);
+    - ``last_subject_fraction``: the fraction at the last subject token, unclamped;
     - ``last_subject_effect``: restored − low at the last subject token.
 
-    The same rules hold for any metric (``restored``, ``low`` and ``clean`` are its values).
+    A table without a ``metric`` column is read as ``prob``.
+
+        >>> t = pd.DataFrame({"case_id": 1, "layer": [0, 0, 1, 1], "token_idx": [1, 2, 1, 2], "first_traced": 1,
+        ...                   "subject_end": 2, "restored": [.3, .1, .05, .2], "low": .1, "clean": .5, "high": .5})
+        >>> tracing_effects(t)[["layer", "max_fraction_restored", "last_subject_fraction"]].round(3).values.tolist()
+        [[0.0, 0.5, 0.5], [1.0, 0.25, -0.125]]
     """
     t = table[table.token_idx >= table.first_traced].copy()
+    signed = t.metric.eq("logit_diff") if "metric" in t else pd.Series(False, index=t.index)
     effect = t.restored - t.low
-    t["fraction"] = (effect / (t.clean - t.low).abs()).clip(lower=0)
-    t["fraction_high"] = (effect / (t.high - t.low).abs()).clip(lower=0)
+
+    def fraction(gap: pd.Series) -> pd.Series:
+        return (effect / gap).where(signed, (effect / gap.abs()).clip(lower=0))
+
+    t["fraction"] = fraction(t.clean - t.low)
+    t["fraction_high"] = fraction(t.high - t.low)
+    t["reference"] = t.fraction_high.where((t.clean >= REFERENCE_MIN_CLEAN) & ~signed)
     t["effect"] = effect
-    t["signed_fraction"] = effect / (t.clean - t.low).abs()
+    t["signed_fraction"] = (effect / (t.clean - t.low)).where(signed, effect / (t.clean - t.low).abs())
     keys = ["case_id", "layer"]
     out = t.groupby(keys).agg(max_fraction_restored=("fraction", "max"),
-                              max_fraction_restored_high=("fraction_high", "max")).reset_index()
+                              max_fraction_restored_high=("fraction_high", "max"),
+                              reference_fraction_restored=("reference", "max")).reset_index()
     last = t[t.token_idx == t.subject_end - 1][keys + ["signed_fraction", "effect"]]
     last = last.rename(columns={"signed_fraction": "last_subject_fraction", "effect": "last_subject_effect"})
     return out.merge(last, on=keys, how="left", validate="1:1")

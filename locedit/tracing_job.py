@@ -31,6 +31,7 @@ from . import provenance as job_provenance
 from .attribution import attribution_trace
 from .corruption import GaussianNoise, TokenReplacement
 from .io import CaseCheckpoint, write_parquet
+from .trace_metric import answer_token
 from .tracing import trace
 
 log = logging.getLogger("locedit")
@@ -50,8 +51,12 @@ def trace_cases(model, tok, cases: pd.DataFrame, checkpoint: CaseCheckpoint, *, 
                 sigma: float, tracing: dict[str, Any], localization: dict[str, str],
                 partners: dict[int, dict[str, Any]] | None = None) -> None:
     """Trace every case of ``cases`` not yet in ``checkpoint`` and save its long table there; a case
-    left out (no ``str`` partner; clean P(o_true) below ``tracing.min_clean_prob``) is logged and
-    saved as an empty table, so a resumed job does not retry it.
+    left out (no ``str`` partner; under ``logit_diff`` a contrast answer starting with the target's
+    token; clean P(o_true) below ``tracing.min_clean_prob``) is logged and saved as an empty table,
+    so a resumed job does not retry it.
+
+    Under the logit difference the contrast is the corrupted prompt's answer: the ``str`` partner's
+    target_true (``partner_target``), or the case's target_new under Gaussian noise.
 
     ``tracing`` holds the rule's settings (samples, seed, all_tokens, max_rows, min_clean_prob),
     ``localization`` the method / corruption / metric, ``partners`` the ``str`` partner of each case_id.
@@ -69,8 +74,17 @@ def trace_cases(model, tok, cases: pd.DataFrame, checkpoint: CaseCheckpoint, *, 
             corruption = TokenReplacement(tuple(int(i) for i in partner["prompt_ids"]), int(partner["partner_case_id"]))
         else:
             corruption = GaussianNoise(sigma, samples=tracing["samples"], seed=tracing["seed"])
+        contrast = None  # the logit difference's only: the corrupted prompt's answer
+        if localization["metric"] == "logit_diff":
+            contrast = partner["partner_target"] if localization["corruption"] == "str" else case.target_new
+        if contrast is not None and answer_token(tok, contrast) == answer_token(tok, case.target_true):
+            log.warning("case_id %d not traced under logit_diff: its contrast answer %r starts with the token of "
+                        "its target %r (the difference would be 0)", case.case_id, contrast, case.target_true)
+            checkpoint.save(case.case_id, pd.DataFrame())
+            continue
         result = run(model, tok, case.prompt, case.subject, case.target_true, corruption, kind=kind, window=window,
-                     metric=localization["metric"], all_tokens=tracing["all_tokens"], max_rows=tracing["max_rows"])
+                     metric=localization["metric"], contrast=contrast, all_tokens=tracing["all_tokens"],
+                     max_rows=tracing["max_rows"])
         if localization["metric"] == "prob" and result.clean < tracing["min_clean_prob"]:
             log.info("case_id %d skipped: clean P(o_true) %.4f < tracing.min_clean_prob %.4f",
                      case.case_id, result.clean, tracing["min_clean_prob"])

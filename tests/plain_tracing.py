@@ -3,7 +3,8 @@
 Row 0 of each pass is clean, the other rows are corrupted: ``samples`` rows with subject noise
 (``gaussian``) or one row whose prompt ids are ``replacement_ids`` (``str``); the traced module's
 output at the token is copied from row 0 into the corrupted rows for every layer of the window.
-Full logits are computed at every position. This is the oracle the batched, prefix-cached
+Full logits are computed at every position; ``logit_diff`` contrasts the target's first token
+with ``contrast``'s. This is the oracle the batched, prefix-cached
 ``locedit.tracing.trace`` must equal, for both metrics.
 """
 
@@ -21,7 +22,7 @@ from locedit.plan import layer_window
 
 @torch.no_grad()
 def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, sigma=0.1, seed=1,
-                metric="prob", replacement_ids=None):
+                metric="prob", replacement_ids=None, contrast=None):
     arch = architecture_of(model)
     n_layers = num_layers(model)
     enc = encode(tok, prompt, target)
@@ -48,15 +49,11 @@ def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, s
 
     first = enc.target_positions[0]
     base_logits = logits_of({})
-    contrast = None
-    if metric == "logit_diff":
-        mean_probs = torch.softmax(base_logits[1:, first], -1).mean(0)
-        mean_probs[enc.target_ids[0]] = -1
-        contrast = int(mean_probs.argmax())
+    contrast_id = encode(tok, "", contrast).target_ids[0] if metric == "logit_diff" else None
 
     def values(logits):
         if metric == "logit_diff":
-            return logits[:, first, enc.target_ids[0]] - logits[:, first, contrast]
+            return logits[:, first, enc.target_ids[0]] - logits[:, first, contrast_id]
         lp = torch.log_softmax(logits, -1)
         return sum(lp[:, pos, tokid] for pos, tokid in zip(enc.target_positions, enc.target_ids)).exp()
 

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.analysis import (bootstrap_r2, concentrated_cases, fit_three, interval_verdict, layer_correlation,
-                              r2_three, regressions)
+from locedit.analysis import (bootstrap_r2, concentrated_cases, edit_strength, fit_three, interval_verdict,
+                              layer_correlation, r2_three, regressions, regressions_with_verdicts)
+from locedit.summary import _intervals, paper_tables, verdicts_sentence
 
 
 def synthetic(d: float) -> pd.DataFrame:
@@ -147,3 +148,32 @@ def test_verdict_is_undetermined_or_reversed_when_tracing_carries_the_score():
                        n_boot=200).iloc[0]
     assert interval_verdict(few) == "too few cases"
     assert interval_verdict({**boot.to_dict(), "saturated": True}) == "saturated"
+
+
+def test_a_condition_at_ceiling_is_labelled_not_given_a_verdict():
+    """Every layer's mean rewrite score within [.985, .995] (≥ .98, spread .01 ≤ .02): the layer
+    explains most of what little varies, so the intervals alone would say "holds"; the condition
+    is labelled "at ceiling" instead, in r2's verdict, the summary's interval table and its
+    opening count. Its copy moved to .5 + layer/80 is not at ceiling and gets the verdict."""
+    rng = np.random.default_rng(0)
+    top = case_scores(30, slope=0.0).assign(
+        rewrite_score=lambda d: 0.985 + d.layer / 800 + rng.normal(scale=0.001, size=len(d)))
+    middle = top.assign(method="ft1", rewrite_score=lambda d: 0.5 + d.layer / 80 + rng.normal(scale=0.01, size=len(d)))
+    r2 = regressions_with_verdicts(pd.concat([top, middle]), "tiny", n_boot=200).set_index("method")
+    assert r2.loc["rome", "strength"] == "at ceiling" and r2.loc["rome", "verdict"] == "at ceiling"
+    assert r2.loc["rome", "ceiling_share"] == 1.0 and r2.loc["rome", "floor_share"] == 0.0
+    assert interval_verdict({**r2.loc["rome"].to_dict(), "strength": ""}) == "holds"  # what it would have got
+    assert r2.loc["ft1", "strength"] == "" and r2.loc["ft1", "verdict"] == "holds"
+    table = "\n".join(_intervals(r2.reset_index()))
+    assert "Here: holds 1, at ceiling 1 of 2." in table
+    assert "| Error Injection | ROME |" in table and "| 100% / 0% | at ceiling |" in table
+    assert "conditions: **holds 1, at ceiling 1**." in verdicts_sentence(r2.reset_index(), paper_tables())
+
+
+def test_edit_strength_rule():
+    at = pd.DataFrame({"layer": [0, 0, 4, 4], "score": [0.0, 0.03, 0.01, 0.0]})
+    assert edit_strength(at) == {"ceiling_share": 0.0, "floor_share": 0.75, "strength": "at floor"}
+    spread = pd.DataFrame({"layer": [0, 4], "score": [0.98, 1.0]})  # spread .02: still ceiling
+    assert edit_strength(spread)["strength"] == "at ceiling"
+    one_low_layer = pd.DataFrame({"layer": [0, 4, 8], "score": [0.99, 1.0, 0.97]})
+    assert edit_strength(one_low_layer)["strength"] == ""

@@ -23,7 +23,8 @@ def merged(base: dict, extra: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "configs/smoke.yaml", "configs/gpt-j-6b.yaml", "configs/gpt2-xl.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "configs/smoke.yaml", "configs/gpt-j-6b.yaml", "configs/gpt2-xl.yaml",
+                                  "configs/strength-gemma.yaml"])
 def test_shipped_configs_are_valid(name):
     validate_config(merged(default_config(), yaml.safe_load((REPO / name).read_text())), SCHEMA)
 

@@ -1,5 +1,6 @@
-"""Corruptions: the Gaussian draw is the reference's; token-replacement partners change exactly the
-subject's tokens, keep their count and have another answer."""
+"""Corruptions: the Gaussian draw is the reference's; token-replacement partners share the case's
+relation, change exactly the subject's tokens, keep their count and have an answer with another
+first token (recorded); a case whose relation offers none is reported, not paired elsewhere."""
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ from locedit.corruption import GaussianNoise, TokenReplacement, find_replacement
 from locedit.data import cases_frame, load_counterfact, select_cases
 from locedit.noise import subject_noise
 from locedit.prompts import subject_range
+from locedit.trace_metric import answer_token
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +35,23 @@ def test_replacement_must_only_change_the_subject():
         TokenReplacement((1, 2, 3), partner_case_id=9).corrupt([1, 5, 4], (1, 2), d_model=4)
 
 
-def test_partners_keep_the_subject_token_count_and_change_the_answer(gpt2_tokenizer, pool):
+def test_partners_share_the_relation_keep_the_token_count_and_change_the_answer(gpt2_tokenizer, pool):
     cases = cases_frame(select_cases(load_counterfact("bundled"), n_cases=12))
     table = replacements(gpt2_tokenizer, cases, pool, seed=1)
     assert list(table.case_id) == list(cases.case_id)
     found = table[table.partner_case_id.notna()]
-    assert len(found) >= 10  # most cases find a partner among 2,191 records
+    assert len(found) >= 10  # most cases find a partner among the ~64 records of their relation
     by_id = pool.set_index("case_id")
     for row, case in zip(table.itertuples(), cases.itertuples()):
+        assert row.candidates == ((pool.relation_id == case.relation_id) & (pool.case_id != case.case_id)).sum()
         if pd.isna(row.partner_case_id):
-            assert row.reason
+            assert case.relation_id in row.reason
             continue
         partner = by_id.loc[row.partner_case_id]
-        assert partner.target_true != case.target_true and partner.subject != case.subject
+        assert partner.relation_id == case.relation_id == row.relation_id
+        assert partner.target_true == row.partner_target and partner.subject != case.subject
+        assert row.partner_target_id == answer_token(gpt2_tokenizer, partner.target_true)
+        assert row.partner_target_id != answer_token(gpt2_tokenizer, case.target_true)
         ids = gpt2_tokenizer(case.prompt)["input_ids"]
         b, e = subject_range(gpt2_tokenizer, case.prompt, case.subject)
         assert len(row.prompt_ids) == len(ids) and list(row.prompt_ids[:b]) == ids[:b]
@@ -54,8 +60,20 @@ def test_partners_keep_the_subject_token_count_and_change_the_answer(gpt2_tokeni
         assert subject_range(gpt2_tokenizer, replaced, row.partner_subject) == (b, e)
 
 
+def test_a_case_without_a_partner_in_its_relation_is_reported_not_paired_across(gpt2_tokenizer, pool):
+    """The case's relation has no other record in the pool: no partner, though other relations
+    have subjects that would fit the template."""
+    case = pool.iloc[[0]]
+    alone = pd.concat([case, pool[pool.relation_id != case.relation_id.iloc[0]]], ignore_index=True)
+    row = replacements(gpt2_tokenizer, case, alone, seed=1).iloc[0]
+    assert pd.isna(row.partner_case_id) and pd.isna(row.partner_target_id) and row.candidates == 0
+    assert f"none of the 0 other records of relation {case.relation_id.iloc[0]}" in row.reason
+    assert replacements(gpt2_tokenizer, case, pool, seed=1).partner_case_id.notna().all()  # with its relation: one
+
+
 def test_partner_choice_is_deterministic_and_seeded(gpt2_tokenizer, pool):
     case = pool.iloc[0]
-    args = (gpt2_tokenizer, int(case.case_id), case.prompt_template, case.subject, case.target_true, pool)
+    args = (gpt2_tokenizer, int(case.case_id), case.prompt_template, case.subject, case.target_true,
+            case.relation_id, pool)
     first, again, other = find_replacement(*args, seed=1), find_replacement(*args, seed=1), find_replacement(*args, seed=2)
     assert first == again and first.partner_case_id != other.partner_case_id

@@ -13,6 +13,7 @@ from conftest import tiny_model
 from plain_tracing import plain_trace
 
 PROMPT, SUBJECT, TARGET = "The mother tongue of Danielle Darrieux is", "Danielle Darrieux", "French"
+CONTRAST = "English"  # the corrupted prompt's answer for the logit difference
 
 
 def test_window_is_clipped_at_both_edges_not_recentred():
@@ -98,9 +99,10 @@ def test_token_replacement_and_logit_difference_equal_plain(model_type, metric, 
     other = ids[:b] + gpt2_tokenizer(" Barack Obama Barack Obama")["input_ids"][: e - b] + ids[e:]
     assert len(other) == len(ids) and other[b:e] != ids[b:e]
     args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
-    plain, low, clean = plain_trace(*args, kind="mlp", window=3, metric=metric, replacement_ids=other)
+    plain, low, clean = plain_trace(*args, kind="mlp", window=3, metric=metric, replacement_ids=other,
+                                    contrast=CONTRAST)
     fast = trace(*args, TokenReplacement(tuple(other), partner_case_id=0), kind="mlp", window=3, metric=metric,
-                 max_rows=2)
+                 contrast=CONTRAST, max_rows=2)
     assert fast.low == pytest.approx(low, abs=1e-5) and fast.clean == pytest.approx(clean, abs=1e-5)
     np.testing.assert_allclose(fast.scores, plain, atol=1e-4 if metric == "logit_diff" else 1e-6)
     assert fast.corruption == "str" and fast.metric == metric
@@ -110,10 +112,21 @@ def test_token_replacement_and_logit_difference_equal_plain(model_type, metric, 
 def test_gaussian_logit_difference_equals_plain(gpt2_tokenizer):
     model = tiny_model("qwen2")
     args = (model, gpt2_tokenizer, PROMPT, SUBJECT, TARGET)
-    plain, low, clean = plain_trace(*args, kind="attn", window=2, samples=3, sigma=0.5, metric="logit_diff")
-    fast = trace(*args, GaussianNoise(0.5, samples=3), kind="attn", window=2, metric="logit_diff")
+    plain, low, clean = plain_trace(*args, kind="attn", window=2, samples=3, sigma=0.5, metric="logit_diff",
+                                    contrast=CONTRAST)
+    fast = trace(*args, GaussianNoise(0.5, samples=3), kind="attn", window=2, metric="logit_diff", contrast=CONTRAST)
     np.testing.assert_allclose(fast.scores, plain, atol=1e-4)
-    assert fast.contrast_token is not None and fast.to_frame(1).metric.eq("logit_diff").all()
+    table = fast.to_frame(1)
+    assert table.metric.eq("logit_diff").all() and table.contrast_target.eq(CONTRAST).all()
+    assert fast.contrast_token == " English"
+
+
+def test_logit_difference_needs_a_contrast_with_another_first_token(gpt2_tokenizer):
+    args = (tiny_model("gpt2"), gpt2_tokenizer, PROMPT, SUBJECT, TARGET, GaussianNoise(0.5, samples=2))
+    with pytest.raises(ValueError, match="needs the corrupted prompt's answer"):
+        trace(*args, kind="mlp", window=1, metric="logit_diff")
+    with pytest.raises(ValueError, match="logit difference is 0 by construction"):
+        trace(*args, kind="mlp", window=1, metric="logit_diff", contrast="French Guiana")
 
 
 def test_prefix_cache_is_exact_past_the_sliding_window(gpt2_tokenizer):

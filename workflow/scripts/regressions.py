@@ -14,7 +14,7 @@ with job(snakemake):
     model = params.model["name"]
     scores = pd.read_parquet(snakemake.input.scores)
     tables = {loc: pd.read_parquet(p) for loc, p in zip(params.localizations, snakemake.input.effects)}
-    compared, agreed, section = localization_tables(scores, tables, model, params.effect)
+    compared, agreed, section = localization_tables(scores, tables, model, params.effect, params.bootstrap)
     section = section + provenance.describe([provenance.read(snakemake.input.scores)])
     info = {"run": params.run, "model": model, "window": params.effect_window}
     r2, concentrated, summary = regression_tables(scores, pd.read_parquet(snakemake.input.trace), model, params.effect,

@@ -1,5 +1,6 @@
 """Rule replacement_subjects: each case's partner for symmetric token replacement (tracing.corruption
-str), chosen deterministically from the CounterFact records; cases without one are listed with why."""
+str), chosen deterministically from the CounterFact records of its relation, with the partner's
+answer; cases without one are logged by case_id and listed in the table with why."""
 import logging
 
 import pandas as pd
@@ -22,6 +23,7 @@ with job(snakemake):
     table = replacements(tok, pd.read_parquet(snakemake.input.cases), pool, seed=snakemake.params.seed)
     for row in table[table.partner_case_id.isna()].itertuples():
         logging.warning("case_id %d has no str partner: %s", row.case_id, row.reason)
-    logging.info("%d of %d cases have a partner", int(table.partner_case_id.notna().sum()), len(table))
+    logging.info("%d of %d cases have a partner of their relation; %d have none", int(table.partner_case_id.notna().sum()),
+                 len(table), int(table.partner_case_id.isna().sum()))
     write_parquet(table, snakemake.output[0], {"run": snakemake.params.run, "seed": snakemake.params.seed,
                                                "pool": snakemake.params.counterfact})

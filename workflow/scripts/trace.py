@@ -1,5 +1,7 @@
 """Rules trace / trace_localization: causal tracing of one shard of the cases (round robin) for one
-(localization, kind, window), resumable per case; trace_merge joins the shards."""
+(localization, kind, window), resumable per case; trace_merge joins the shards. Under the logit
+difference the contrast is the corrupted prompt's answer: the str partner's target_true, or the
+case's target_new under Gaussian noise (locedit.tracing_job.trace_cases)."""
 import logging
 
 import pandas as pd
@@ -25,6 +27,8 @@ with job(snakemake):
                 "all_tokens": opts["all_tokens"], "mixed_precision": opts.get("mixed_precision", False), **loc,
                 "model": snakemake.params.model["name"], "dtype": snakemake.params.model.get("dtype", "float32"),
                 "device": device_stamp()}
+    if loc["metric"] == "logit_diff" or loc["method"] == "attribution":  # redefined in issue 38: no older checkpoint
+        settings["definition"] = "issue 38: contrast = the corrupted prompt's answer; joint first-order window"
     checkpoint = CaseCheckpoint(snakemake.params.partial, settings)
     todo = checkpoint.todo(cases.case_id.tolist())
     logging.info("shard %d of %d: %d cases to trace (%s), %d already in the checkpoint", index,

@@ -1,0 +1,126 @@
+"""Edit strength: one run per scale of an editing hyperparameter (FT-1 / FT-5's norm radius),
+collected into one table and one figure, each condition of each scale labelled at ceiling or
+floor or given its bootstrap verdict (:func:`locedit.analysis.interval_verdict`).
+
+    python -m locedit.strength overlays configs/strength-gemma.yaml --out results/strength-gemma-overlays
+    # writes one overlay per scale and prints its command, e.g.
+    #   snakemake --cores 2 --configfile configs/strength-gemma.yaml results/strength-gemma-overlays/x0.3.yaml
+    python -m locedit.strength collect configs/strength-gemma.yaml --out docs/results/strength-gemma
+
+The config's ``sweep`` section (``hparam``, ``methods``, ``scales``) defines the sweep. The run of
+scale ``s`` is ``{run}-x{s}``: the config with ``hparam`` of each swept method multiplied by ``s``
+in every problem, from the values the config and the model's tuning file give per problem (so
+their per-problem differences stay). The workflow needs nothing new: each scale is an ordinary run
+of its own results folder; ``collect`` reads their ``scores.parquet``.
+
+    >>> cfg = {"run": "s", "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [0.5]},
+    ...        "editing": {"problems": ["fact_erasure"], "hparams": {"ft1": {"norm_constraint": 1e-4}}}}
+    >>> overlay(cfg, 0.5)
+    {'run': 's-x0.5', 'editing': {'overrides': {'ft1': {'fact_erasure': {'norm_constraint': 5e-05}}}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .analysis import EFFECT, regressions_with_verdicts, verdict_counts
+from .config import load_config
+from .plots import plot_strength_sweep
+from .sweep import hparams_for
+
+
+def run_name(config: dict, scale: float) -> str:
+    return f"{config['run']}-x{scale:g}"
+
+
+def overlay(config: dict, scale: float) -> dict:
+    """The config overlay of one scale: its run name and the scaled hyperparameter per method × problem."""
+    sweep, editing = config["sweep"], config["editing"]
+    scaled = {}
+    for method in sweep["methods"]:
+        scaled[method] = {}
+        for problem in editing["problems"]:
+            value = hparams_for(editing, method, problem).get(sweep["hparam"])
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"sweep.hparam {sweep['hparam']!r} of {method} / {problem} is {value!r}, not a "
+                                 "number; sweep a numeric hyperparameter of the swept methods")
+            scaled[method][problem] = {sweep["hparam"]: float(f"{scale * value:.12g}")}  # 3e-05, not 3.0000000000000004e-05
+    return {"run": run_name(config, scale), "editing": {"overrides": scaled}}
+
+
+def write_overlays(config_file: Path, out: Path) -> list[Path]:
+    """One overlay file per scale under ``out`` (``x{scale}.yaml``); prints the command of each."""
+    config = load_config(config_file)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for scale in config["sweep"]["scales"]:
+        path = out / f"x{scale:g}.yaml"
+        path.write_text(f"# scale {scale:g} of {config_file}'s sweep (python -m locedit.strength overlays)\n"
+                        + yaml.safe_dump(overlay(config, scale), sort_keys=False))
+        print(f"snakemake --cores 2 --configfile {config_file} {path}")
+        paths.append(path)
+    return paths
+
+
+def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per scale × method × problem: the scaled value, the layer means' range, the shares
+    of edits at ceiling / floor, R² and the verdict or label; the mean rewrite score per scale ×
+    method × problem × layer) of the sweep's finished runs under ``results``."""
+    sweep = config["sweep"]
+    analysis = config.get("analysis") or {}
+    effect, n_boot = analysis.get("effect") or EFFECT, analysis.get("bootstrap", 1000)
+    rows, layers = [], []
+    for scale in sweep["scales"]:
+        path = results / run_name(config, scale) / "scores.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: run scale {scale:g} first (python -m locedit.strength "
+                                    "overlays …, then the snakemake command it prints)")
+        scores = pd.read_parquet(path)
+        scores = scores[scores.method.isin(sweep["methods"])]
+        r2 = regressions_with_verdicts(scores, config["model"]["name"], effect, n_boot, metrics=("rewrite",))
+        scaled = overlay(config, scale)["editing"]["overrides"]
+        r2[sweep["hparam"]] = [scaled[m][p][sweep["hparam"]] for m, p in zip(r2.method, r2.problem)]
+        means = scores.groupby(["method", "problem", "layer"]).rewrite_score.mean().rename("mean_rewrite").reset_index()
+        spread = means.groupby(["method", "problem"]).mean_rewrite.agg(layer_mean_min="min", layer_mean_max="max")
+        rows.append(r2.merge(spread.reset_index(), on=["method", "problem"]).assign(scale=scale))
+        layers.append(means.assign(scale=scale))
+    columns = ["scale", "method", "problem", sweep["hparam"], "n_cases", "layer_mean_min", "layer_mean_max",
+               "ceiling_share", "floor_share", "r2_layer", "r2_trace", "r2_added", "r2_layer_lo", "r2_added_hi",
+               "verdict"]
+    table = pd.concat(rows, ignore_index=True)
+    return table.reindex(columns=[c for c in columns if c in table]), pd.concat(layers, ignore_index=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m locedit.strength", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("overlays", help="write one config overlay per scale and print its command")
+    make.add_argument("config", type=Path, help="the sweep's config (configs/strength-gemma.yaml)")
+    make.add_argument("--out", type=Path, required=True, help="folder for the overlays")
+    gather = commands.add_parser("collect", help="one table and figure from the finished runs")
+    gather.add_argument("config", type=Path)
+    gather.add_argument("--results", type=Path, default=Path("results"), help="where the runs' folders are")
+    gather.add_argument("--out", type=Path, required=True, help="folder for strength.csv and strength.png")
+    args = parser.parse_args(argv)
+    if args.command == "overlays":
+        write_overlays(args.config, args.out)
+        return
+    config = load_config(args.config)
+    table, by_layer = collect(config, args.results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "strength.csv", index=False, float_format="%.6g")
+    by_layer.to_csv(args.out / "strength_by_layer.csv", index=False, float_format="%.6g")
+    plot_strength_sweep(by_layer, args.out / "strength.png", config["sweep"]["hparam"])
+    for scale, rows in table.groupby("scale"):
+        print(f"× {scale:g}: {verdict_counts(rows)}")
+    print(f"wrote {args.out / 'strength.csv'}, strength_by_layer.csv and strength.png")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,78 @@
+"""The edit-strength sweep: the preset's size, one overlay per scale that scales the tuned value of
+every problem, and the collected table labelling a condition at ceiling instead of giving it a
+verdict (synthetic runs whose answer is known)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from locedit.config import load_config
+from locedit.plan import central_layers, planned_num_layers
+from locedit.plots import plot_strength_sweep
+from locedit.problems import PROBLEMS
+from locedit.strength import collect, main, overlay
+from locedit.sweep import hparams_for
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = REPO / "configs" / "strength-gemma.yaml"
+
+
+def test_preset_sweeps_ft_radii_over_enough_cases_layers_and_problems():
+    config = load_config(PRESET)
+    sweep, editing = config["sweep"], config["editing"]
+    assert config["model"]["name"] == "gemma-3-270m" and sweep["hparam"] == "norm_constraint"
+    assert sweep["methods"] == ["ft1", "ft5"] and len(sweep["scales"]) >= 3
+    assert set(editing["problems"]) == set(PROBLEMS) and editing["max_cases"] >= 20
+    assert len(central_layers(editing["layers"], planned_num_layers(config["model"]))) >= 6
+
+
+def test_overlays_scale_every_problems_tuned_value(tmp_path):
+    """Scale 0.3 of the preset, as the workflow reads it (preset, then the overlay, then the tuning
+    file under both): .3 × the tuned radius of each method × problem, the other settings unchanged."""
+    base = load_config(PRESET)
+    main(["overlays", str(PRESET), "--out", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"x{s:g}.yaml" for s in base["sweep"]["scales"])
+    scaled = load_config(PRESET, tmp_path / "x0.3.yaml")
+    assert scaled["run"] == "strength-gemma-x0.3"
+    for method in ("ft1", "ft5"):
+        for problem in PROBLEMS:
+            before, after = hparams_for(base["editing"], method, problem), hparams_for(scaled["editing"], method, problem)
+            assert after["norm_constraint"] == pytest.approx(0.3 * before["norm_constraint"], rel=1e-12)
+            assert {k: v for k, v in after.items() if k != "norm_constraint"} == \
+                   {k: v for k, v in before.items() if k != "norm_constraint"}
+    assert hparams_for(base["editing"], "ft1", "fact_erasure")["norm_constraint"] == 1e-4  # tuned, per problem
+    with pytest.raises(ValueError, match="sweep.hparam 'v_lr' of ft1 / error_injection is None"):
+        overlay({**base, "sweep": {**base["sweep"], "hparam": "v_lr"}}, 2.0)
+
+
+def fake_run(results: Path, run: str, level: float, spread: float) -> None:
+    """FT-1 error injection over 24 cases × 3 layers: score = level + spread·layer/8 + noise, the
+    effect unrelated to it."""
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame([(c, layer) for c in range(24) for layer in (0, 4, 8)], columns=["case_id", "layer"])
+    rows["rewrite_score"] = (level + spread * rows.layer / 8 + rng.normal(scale=0.002, size=len(rows))).clip(0, 1)
+    rows["max_fraction_restored"] = rng.uniform(size=len(rows))
+    (results / run).mkdir(parents=True)
+    rows.assign(method="ft1", problem="error_injection").to_parquet(results / run / "scores.parquet")
+
+
+def test_collect_labels_the_scale_at_ceiling_and_gives_the_others_their_verdict(tmp_path):
+    config = {"run": "toy", "model": {"name": "toy"}, "analysis": {"bootstrap": 200},
+              "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [0.1, 1, 3]},
+              "editing": {"problems": ["error_injection"], "hparams": {"ft1": {"norm_constraint": 1e-3}}}}
+    fake_run(tmp_path, "toy-x0.1", level=0.2, spread=0.5)    # weak: the layer explains the score
+    fake_run(tmp_path, "toy-x1", level=0.9, spread=0.06)     # layer means .90-.96: not at ceiling
+    fake_run(tmp_path, "toy-x3", level=0.985, spread=0.01)   # every layer mean ≥ .98, spread .01
+    table, by_layer = collect(config, tmp_path)
+    table = table.set_index("scale")
+    assert table.norm_constraint.tolist() == pytest.approx([1e-4, 1e-3, 3e-3])
+    assert table.loc[3, "verdict"] == "at ceiling" and table.loc[3, "ceiling_share"] > 0.9
+    assert table.loc[0.1, "verdict"] == "holds" and table.loc[1, "verdict"] == "holds"
+    assert table.loc[3, "layer_mean_min"] >= 0.98 and table.loc[0.1, "layer_mean_max"] == pytest.approx(0.7, abs=0.01)
+    assert len(by_layer) == 9 and set(by_layer.columns) >= {"scale", "method", "problem", "layer", "mean_rewrite"}
+    figure = plot_strength_sweep(by_layer, tmp_path / "strength.png", "norm_constraint")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileNotFoundError, match="toy-x9/scores.parquet is missing: run scale 9 first"):
+        collect({**config, "sweep": {**config["sweep"], "scales": [9]}}, tmp_path)
