@@ -437,7 +437,15 @@ class Plan:
         if self.gpu:
             return RuleCost(rule, jobs, BASE_GB + self.weights_gb + host_extra_gb,
                             CUDA_CONTEXT_GB + self.weights_gb + working_gb, hours, note)
-        return RuleCost(rule, jobs, BASE_GB + self.weights_gb + working_gb + host_extra_gb, 0.0, hours, note)
+        return RuleCost(rule, jobs, BASE_GB + self.resident_weights_gb + working_gb + host_extra_gb, 0.0, hours, note)
+
+    @property
+    def resident_weights_gb(self) -> float:
+        """The weights a CPU job keeps in memory: safetensors are memory-mapped, and an input
+        embedding table apart from the unembedding (GPT-J, Llama) is read only at the prompts'
+        token rows (measured, benchmarks/scale.py)."""
+        untied = 0 if self.shape.tied else self.shape.vocab * self.shape.d_model
+        return (self.shape.n_params - untied) * self.act / GB
 
     def cpu_job(self, rule: str, jobs: int, host_gb: float, hours: float = 0.05, note: str = "") -> RuleCost:
         return RuleCost(rule, jobs, CPU_BASE_GB + host_gb, 0.0, hours, note)
@@ -536,9 +544,9 @@ class Plan:
                              host_extra_gb=G * square if self.gpu else 0.0,
                              note=f"{len(groups)} layer groups of <= {G} x {shards} corpus shards")
         # one layer at a time, but a part's layers stay resident once its memory-mapped file is read
-        yield self.cpu_job("key_stats", int(jobs > 0), (G + 2) * square, note="sums the parts, one layer at a time")
+        yield self.cpu_job("key_stats", int(jobs > 0), (G + 1) * square, note="sums the parts, one layer at a time")
         factor = RuleCost("factor_stats", len(self.stats_layers),
-                          BASE_GB + s.d_mlp**2 * (4 + 8) / GB if self.gpu else BASE_GB + s.d_mlp**2 * (4 + 2 * 8) / GB,
+                          BASE_GB + s.d_mlp**2 * (4 + 8) / GB if self.gpu else BASE_GB + s.d_mlp**2 * (4 + 3 * 8) / GB,
                           CUDA_CONTEXT_GB + s.d_mlp**2 * (4 + 3 * 8) / GB if self.gpu else 0.0,
                           self.hours(2 * s.d_mlp**3, self.gpu), note="C^-1 in float64, once per layer")
         yield factor
@@ -576,7 +584,8 @@ class Plan:
         flops += s.forward_flops(EVAL_PROMPTS * 2 * T, logits_rows=EVAL_PROMPTS * 3)
         shards = editing["shards"]
         per_job = math.ceil(self.edited_cases / shards) * len(self.central) * flops
-        return self.model_job("edit", shards, working, per_job, host_extra_gb=factor if site.needs_stats else 0.0)
+        return self.model_job("edit", shards, working, per_job,
+                              host_extra_gb=factor if site.needs_stats and self.gpu else 0.0)
 
     # -- the table ------------------------------------------------------------------------------
     def costs(self) -> list[RuleCost]:
