@@ -185,7 +185,8 @@ def test_analysis_rebuilt_from_a_results_folder_equals_the_run(smoke_run, tmp_pa
     assert len(list((folder / "figures").glob("*.png"))) == 9
     assert len(list((folder / "figures" / "localizations").glob("*.png"))) == 6
     r2 = pd.read_csv(folder / "r2.csv")
-    assert r2.r2_layer_lo.le(r2.r2_layer_hi).all() and set(r2.verdict) <= {"saturated", "too few cases"}  # 2 cases
+    assert r2.r2_layer_lo.le(r2.r2_layer_hi).all()  # 2 cases: no verdict, or the edit-strength label instead
+    assert set(r2.verdict) <= {"saturated", "too few cases", "at ceiling", "at floor"}
 
 
 @pytest.mark.workflow
