@@ -522,13 +522,10 @@ class Plan:
         yield self.cpu_job("trace_merge", tables, 0.05)
         yield self.cpu_job("trace_heatmaps", len(tracing["kinds"]) * len(tracing["windows"]), 0.3)
 
-    def stats_groups(self) -> dict[str, list[int]]:
-        return stats_groups(self.stats_layers, self.config["stats"].get("layers_per_job"))
-
     def _stats_costs(self) -> Iterable[RuleCost]:
         s, st = self.shape, self.config["stats"]
         acc = DTYPE_BYTES[st["dtype"]]
-        groups = self.stats_groups() if self.stats_layers else {}
+        groups = stats_groups(self.stats_layers, st.get("layers_per_job")) if self.stats_layers else {}
         jobs = len(groups)
         groups = groups or {"none": [0]}  # the rows' resources, for a run that needs no statistics
         G = max(len(layers) for layers in groups.values())
