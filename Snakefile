@@ -125,7 +125,7 @@ onsuccess:
     summary = rules.regressions.output.summary
     print(f"locedit: results are in {RUN}/ (summary: {summary})")
     if os.path.exists(summary):
-        from locedit.summary import (
+        from locedit.analysis.summary import (
             headline_from_summary,
         )  # after the run: torch may load now
 

@@ -31,13 +31,14 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import gpt2_tokenizer_files, tiny_model  # noqa: E402
 
-from locedit.attribution import attribution_trace  # noqa: E402
-from locedit.correctness import check_correctness  # noqa: E402
-from locedit.corruption import GaussianNoise  # noqa: E402
-from locedit.data import cases_frame, load_counterfact, select_cases  # noqa: E402
-from locedit.localization_analysis import peak_layers  # noqa: E402
+from locedit.tracing.attribution import attribution_trace  # noqa: E402
+from locedit.cases.correctness import check_correctness  # noqa: E402
+from locedit.tracing.corruption import GaussianNoise  # noqa: E402
+from locedit.cases.counterfact import cases_frame, load_counterfact, select_cases  # noqa: E402
+from locedit.analysis.localizations import peak_layers  # noqa: E402
 from locedit.models import load_model, prepare_model  # noqa: E402
-from locedit.tracing import trace, tracing_effects  # noqa: E402
+from locedit.tracing.trace import trace  # noqa: E402
+from locedit.tracing.effects import tracing_effects  # noqa: E402
 
 EFFECT = "max_fraction_restored"
 

@@ -3,7 +3,7 @@ three ways side by side on the same cases:
 
 * ``full``: float32, every evaluation pass from the embeddings (the engine before LowerLayers);
 * ``lower``: float32, evaluation from the lowest edited layer up, the batch's unedited layer
-  inputs kept across its layers (:class:`locedit.evaluation.LowerLayers`, what jobs do);
+  inputs kept across its layers (:class:`locedit.editing.evaluation.LowerLayers`, what jobs do);
 * ``mixed``: as ``lower``, the edit's optimisation through a bfloat16 copy of the model.
 
     .venv/bin/python benchmarks/edit_job.py [--cases 4] [--layers 0 4 8 12 17] [--methods ft1 rome] \\
@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 
 from editing import bench_setup
-from locedit.editing import METHODS
-from locedit.evaluation import LowerLayers
-from locedit.problems import PROBLEMS, request_for
+from locedit.editing.methods import METHODS
+from locedit.editing.evaluation import LowerLayers
+from locedit.editing.problems import PROBLEMS, request_for
 from locedit.plan import edited_layers
-from locedit.sweep import edit_and_evaluate, hparams_for
+from locedit.editing.sweep import edit_and_evaluate
+from locedit.editing.hparams import hparams_for
 
 WAYS = {"full": dict(mixed=False, lower=False), "lower": dict(mixed=False, lower=True),
         "mixed": dict(mixed=True, lower=True)}

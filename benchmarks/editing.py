@@ -24,19 +24,20 @@ import pandas as pd
 import torch
 
 from locedit.config import load_config
-from locedit.correctness import check_correctness
-from locedit.data import cases_frame, load_counterfact, load_knowns, select_cases
-from locedit.editing import METHODS
+from locedit.cases.correctness import check_correctness
+from locedit.cases.counterfact import cases_frame, load_counterfact, load_knowns, select_cases
+from locedit.editing.methods import METHODS
 from locedit.editing.apply import applied
 from locedit.editing.templates import context_templates
-from locedit.evaluation import evaluate
-from locedit.metrics import edit_scores, prompt_scores
+from locedit.editing.evaluation import evaluate
+from locedit.editing.metrics import edit_scores, prompt_scores
 from locedit.models import load_model, prepare_model
 from locedit.noise import embedding_std
-from locedit.problems import PROBLEMS, noised_targets, request_for
-from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.editing.problems import PROBLEMS, noised_targets, request_for
+from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
 from locedit.plan import edited_layers
-from locedit.sweep import case_batches, edit_and_evaluate, hparams_for
+from locedit.editing.sweep import case_batches, edit_and_evaluate
+from locedit.editing.hparams import hparams_for
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["p_target", "p_baseline"]

@@ -176,7 +176,7 @@ def train_tiny_model(folder: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import trained_tiny_model
 
-    from locedit.data import load_counterfact
+    from locedit.cases.counterfact import load_counterfact
 
     rewrites = {r["case_id"]: r["requested_rewrite"] for r in load_counterfact("bundled")}
     facts = [f"{r['prompt'].format(r['subject'])} {r['target_true']['str']}" for r in map(rewrites.get, KNOWN_CASES)]

@@ -8,7 +8,7 @@ takes them to the GPT-J preset (configs/gpt-j-6b.yaml: 100,000 texts, max_tokens
 The model is GPT-J's block at full width with random weights and two layers (GPTJConfig n_embd
 4096, n_inner 16,384, 16 heads, rotary_dim 64, vocabulary 50,400; the embedding tied to the
 unembedding, which the pass never runs), so nothing is downloaded and it fits in ~3 GB. The pass is
-:func:`locedit.stats.collect_second_moments` itself, on pseudo-random token ids of exactly
+:func:`locedit.editing.key_stats.collect_second_moments` itself, on pseudo-random token ids of exactly
 ``--tokens`` per text (tokenization is not measured). The forward alone is timed on the same
 batches, so the accumulation is the difference. C to factor is the pass's layer-0 moment plus a
 small ridge (the few measured tokens leave it singular; LU does the same work whatever the values).
@@ -27,7 +27,7 @@ import transformers as tf
 from locedit.hooks import forward_until
 from locedit.models import architecture_of
 from locedit.prompts import pad_batch
-from locedit.stats import collect_second_moments
+from locedit.editing.key_stats import collect_second_moments
 
 GPTJ = dict(n_embd=4096, n_inner=16384, n_head=16, rotary_dim=64, vocab_size=50400, n_positions=2048)
 PRESET = dict(texts=100_000, max_tokens=2048, batch=4, layers=28)  # configs/gpt-j-6b.yaml

@@ -32,13 +32,14 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from plain_tracing import plain_trace  # noqa: E402
 
-from locedit.attribution import attribution_trace  # noqa: E402
-from locedit.correctness import check_correctness  # noqa: E402
-from locedit.corruption import GaussianNoise  # noqa: E402
-from locedit.data import cases_frame, load_counterfact, select_cases  # noqa: E402
+from locedit.tracing.attribution import attribution_trace  # noqa: E402
+from locedit.cases.correctness import check_correctness  # noqa: E402
+from locedit.tracing.corruption import GaussianNoise  # noqa: E402
+from locedit.cases.counterfact import cases_frame, load_counterfact, select_cases  # noqa: E402
 from locedit.models import load_model, prepare_model  # noqa: E402
-from locedit.precision import bfloat16_copy  # noqa: E402
-from locedit.tracing import TraceResult, trace, tracing_effects  # noqa: E402
+from locedit.editing.precision import bfloat16_copy  # noqa: E402
+from locedit.tracing.trace import TraceResult, trace  # noqa: E402
+from locedit.tracing.effects import tracing_effects  # noqa: E402
 
 
 def effects_of(result: TraceResult, case_id: int) -> pd.Series:

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .plan import ROME_LENGTHS, model_slug
+from locedit.plan import ROME_LENGTHS, model_slug
 
 
 class ConfigError(ValueError):

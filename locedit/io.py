@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import provenance as job_provenance
+from locedit import provenance as job_provenance
 
 
 def _tmp_for(path: Path) -> Path:

@@ -32,9 +32,9 @@ from typing import Any, Iterator
 
 import torch
 
-from . import provenance
-from .device import DeviceError, describe, resolve_device, stamp
-from .models import load_model
+from locedit import provenance
+from locedit.device import DeviceError, describe, resolve_device, stamp
+from locedit.models import load_model
 
 log = logging.getLogger("locedit")
 _DEVICE: contextvars.ContextVar[torch.device | None] = contextvars.ContextVar("locedit_job_device", default=None)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 
 TRACE_METHODS = ("exact", "attribution")
-CORRUPTIONS = ("gaussian", "str")  # locedit.corruption
-METRICS = ("prob", "logit_diff")  # locedit.trace_metric
+CORRUPTIONS = ("gaussian", "str")  # locedit.tracing.corruption
+METRICS = ("prob", "logit_diff")  # locedit.tracing.metric
 _LABELS = {"exact": "activation patching", "attribution": "attribution patching",
            "gaussian": "Gaussian noise", "str": "token replacement",
            "prob": "P(target)", "logit_diff": "logit difference"}

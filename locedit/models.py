@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .device import resolve_device
+from locedit.device import resolve_device
 
 SOURCE_FILE = "locedit_source.json"  # written by prepare_model when the weights live elsewhere
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .models import architecture_of
+from locedit.models import architecture_of
 
 
 def subject_noise(samples: int, n_tokens: int, d_model: int, sigma: float, seed: int = 1) -> np.ndarray:

@@ -40,18 +40,52 @@ class EditSite:
     """Where an editing method writes: the layers around the central one, and what it reads."""
 
     window: int  # layers edited around the central layer (clipped like tracing windows)
+    label: str  # for tables and figures
+    color: str  # its line / bar colour in figures
     needs_stats: bool = False  # key statistics C (ROME, MEMIT)
     templates: str | None = None  # which context templates it needs
 
 
 EDIT_SITES: dict[str, EditSite] = {
-    "ft1": EditSite(1),
-    "ft5": EditSite(5),
-    "rome": EditSite(1, needs_stats=True, templates="rome"),
-    "memit": EditSite(5, needs_stats=True, templates="memit"),
+    "ft1": EditSite(1, "FT-1", "tab:blue"),
+    "ft5": EditSite(5, "FT-5", "tab:orange"),
+    "rome": EditSite(1, "ROME", "tab:green", needs_stats=True, templates="rome"),
+    "memit": EditSite(5, "MEMIT", "tab:red", needs_stats=True, templates="memit"),
 }
-PROBLEM_NAMES = ("error_injection", "tracing_reversal", "fact_erasure", "fact_amplification", "fact_forcing")
-NOISED_PROBLEMS = frozenset({"fact_forcing"})  # edited under subject noise (locedit.problems)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One of the paper's five editing problems (§3): which target the edit optimises, against which
+    baseline, whether it minimises, whether it edits under subject noise, the clean P(o_true) a case
+    needs (fact erasure)."""
+
+    name: str
+    short: str
+    target: str  # which field of the case (or of its noised targets) is optimized
+    baseline: str
+    minimize: bool = False
+    noised: bool = False
+    min_p_true: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """``"Error Injection"`` for ``error_injection``: for tables and figure titles."""
+        return self.name.replace("_", " ").title()
+
+
+PROBLEMS: dict[str, Problem] = {
+    p.name: p
+    for p in [
+        Problem("error_injection", "EI", target="target_new", baseline="target_true"),
+        Problem("tracing_reversal", "TR", target="o_noise", baseline="target_true"),
+        Problem("fact_erasure", "FE", target="target_true", baseline="eos", minimize=True, min_p_true=0.02),
+        Problem("fact_amplification", "FA", target="target_true", baseline="eos"),
+        Problem("fact_forcing", "FF", target="target_true", baseline="ff_baseline", noised=True),
+    ]
+}
+PROBLEM_NAMES = tuple(PROBLEMS)
+NOISED_PROBLEMS = frozenset(name for name, problem in PROBLEMS.items() if problem.noised)  # edited under subject noise
 ROME_LENGTHS = ((5, 10), (10, 10))  # ROME context templates: (tokens, count) (locedit.editing.templates)
 
 
@@ -683,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configfile", nargs="*", default=[], help="config files over config.yaml, as snakemake takes them")
     parser.add_argument("--model-dir", help="a prepared model folder to read config.json from")
     args = parser.parse_args(argv)
-    from .config import ConfigError, load_config
+    from locedit.config import ConfigError, load_config
 
     try:
         plan = Plan(load_config(*args.configfile), args.model_dir)

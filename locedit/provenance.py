@@ -37,7 +37,7 @@ def code_version() -> dict[str, Any]:
     import torch
     import transformers
 
-    from . import __version__
+    from locedit import __version__
 
     root = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def job_record(smk: Any, device=None) -> dict[str, Any]:
     params = {k: v for k, v in smk.params.items() if k != "partial"}
     record = {"rule": smk.rule, "wildcards": dict(smk.wildcards.items()), "params": params, "code": code_version()}
     if device is not None:
-        from .device import describe
+        from locedit.device import describe
 
         record["device"] = describe(device)
     return record
@@ -89,8 +89,8 @@ def note(key: str, value: Any) -> None:
 def model_record(model, name: str, dtype: str) -> dict[str, Any]:
     """The model's id, where its weights came from and their revision, dtype and device (with the
     GPU's name and memory on CUDA)."""
-    from .device import describe
-    from .models import EMBEDDED_MODELS
+    from locedit.device import describe
+    from locedit.models import EMBEDDED_MODELS
 
     embedded = EMBEDDED_MODELS.get(name)
     return {"name": name, "dtype": dtype, "device": describe(next(model.parameters()).device),

@@ -5,7 +5,7 @@ Row 0 of each pass is clean, the other rows are corrupted: ``samples`` rows with
 output at the token is copied from row 0 into the corrupted rows for every layer of the window.
 Full logits are computed at every position; ``logit_diff`` contrasts the target's first token
 with ``contrast``'s. This is the oracle the batched, prefix-cached
-``locedit.tracing.trace`` must equal, for both metrics.
+``locedit.tracing.trace.trace`` must equal, for both metrics.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.analysis import (bootstrap_r2, concentrated_cases, edit_strength, fit_three, interval_verdict,
+from locedit.analysis.regressions import (bootstrap_r2, concentrated_cases, edit_strength, fit_three, interval_verdict,
                               layer_correlation, r2_three, regressions, regressions_with_verdicts)
-from locedit.summary import _intervals, paper_tables, verdicts_sentence
+from locedit.analysis.summary import _intervals, paper_tables, verdicts_sentence
 
 
 def synthetic(d: float) -> pd.DataFrame:

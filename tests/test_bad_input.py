@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from locedit.data import load_counterfact
+from locedit.cases.counterfact import load_counterfact
 from test_workflow import snakemake
 
 pytestmark = pytest.mark.workflow

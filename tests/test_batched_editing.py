@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from locedit.editing import METHODS
+from locedit.editing.methods import METHODS
 from locedit.editing.apply import applied
 from locedit.editing.case_updates import Dense, RankOne, case_deltas, rows_updated
 from locedit.editing.ft import finetune_cases
-from locedit.evaluation import LowerLayers, evaluate, evaluate_cases
+from locedit.editing.evaluation import LowerLayers, evaluate, evaluate_cases
 from locedit.models import architecture_of
-from locedit.precision import bfloat16_optimisation, optimisation_model
-from locedit.problems import EditRequest
+from locedit.editing.precision import bfloat16_optimisation, optimisation_model
+from locedit.editing.problems import EditRequest
 from locedit.prompts import target_log_probs
-from locedit.stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
-from locedit.sweep import edit_and_evaluate
+from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.editing.sweep import edit_and_evaluate
 
 from conftest import TINY_CONFIGS, tiny_model, weights_hash
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from locedit.comparison import ModelResults, comparison_markdown, peak_table, verdict_lines
+from locedit.results.comparison import ModelResults, comparison_markdown, peak_table, verdict_lines
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(p.parent.relative_to(REPO) for p in (REPO / "docs" / "results").glob("*/groups"))

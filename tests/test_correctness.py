@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from locedit.correctness import check_correctness, greedy_continuations, is_correct
+from locedit.cases.correctness import check_correctness, greedy_continuations, is_correct
 
 from conftest import tiny_model
 

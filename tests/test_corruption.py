@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from locedit.corruption import GaussianNoise, TokenReplacement, find_replacement, replacements
-from locedit.data import cases_frame, load_counterfact, select_cases
+from locedit.tracing.corruption import GaussianNoise, TokenReplacement, find_replacement, replacements
+from locedit.cases.counterfact import cases_frame, load_counterfact, select_cases
 from locedit.noise import subject_noise
 from locedit.prompts import subject_range
-from locedit.trace_metric import answer_token
+from locedit.tracing.metric import answer_token
 
 
 @pytest.fixture(scope="module")

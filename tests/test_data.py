@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from locedit.data import (
+from locedit.cases.counterfact import (
     BadRecordsError,
     cases_frame,
     load_counterfact,
@@ -100,7 +100,7 @@ def test_offline_download_says_what_to_do(tmp_path):
 
 
 def test_gzipped_local_file_hash_is_of_its_content(tmp_path, records):
-    from locedit.data import sha256_of
+    from locedit.cases.counterfact import sha256_of
 
     plain, packed = tmp_path / "a.json", tmp_path / "a.json.gz"
     plain.write_text(json.dumps(records[:2]))
@@ -111,7 +111,7 @@ def test_gzipped_local_file_hash_is_of_its_content(tmp_path, records):
 
 def test_a_url_is_downloaded_once_and_checked(tmp_path, records):
     """The function behind rule fetch_counterfact, on file:// URLs (no network here)."""
-    from locedit.data import download_counterfact, sha256_of
+    from locedit.cases.counterfact import download_counterfact, sha256_of
 
     published = tmp_path / "published" / "counterfact.json"
     published.parent.mkdir()
@@ -147,7 +147,7 @@ def test_rule_fetch_counterfact_downloads_a_url_once_for_select_cases(tmp_path, 
     select_cases reads that file: rerun with the server gone, it needs no network."""
     import yaml
 
-    from locedit.data import sha256_of
+    from locedit.cases.counterfact import sha256_of
     from test_workflow import snakemake
 
     www, url = served

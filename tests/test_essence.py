@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from locedit.essence import essence_texts, perplexities
-from locedit.evaluation import evaluate
-from locedit.problems import EditRequest
+from locedit.editing.essence import essence_texts, perplexities
+from locedit.editing.evaluation import evaluate
+from locedit.editing.problems import EditRequest
 
 
 def plain_perplexity(model, tok, text: str) -> float:

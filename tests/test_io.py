@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from locedit import sweep
+from locedit.editing import sweep
 from locedit.io import CaseCheckpoint, write_parquet
-from locedit.problems import EditRequest
+from locedit.editing.problems import EditRequest
 
 from conftest import tiny_model
 

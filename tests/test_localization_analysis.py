@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from locedit.localization import PAPER, Localization, configured
-from locedit.localization_analysis import agreement, compare, section, with_effects
+from locedit.analysis.localizations import agreement, compare, section, with_effects
 
 LAYERS = (0, 4, 8, 12)
 

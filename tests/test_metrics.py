@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.metrics import edit_scores, erased, neighborhood, prompt_scores, recovered
-from locedit.tracing import tracing_effects
+from locedit.editing.metrics import edit_scores, erased, neighborhood, prompt_scores, recovered
+from locedit.tracing.effects import tracing_effects
 
 
 def test_score_formulas():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from locedit.corruption import GaussianNoise
+from locedit.tracing.corruption import GaussianNoise
 from locedit.noise import add_noise, row_noise_hook
 
 RANGES = [(1, 3), None, (0, 4), (2, 4), (1, 3)]  # rows of one batch: spans of 2 and 4 tokens, one without

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from locedit.precision import bfloat16_copy
+from locedit.editing.precision import bfloat16_copy
 
 from conftest import tiny_model
 

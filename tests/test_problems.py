@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from locedit.problems import PROBLEMS, request_for
+from locedit.editing.problems import PROBLEMS, request_for
 from locedit.plan import central_layers, edited_layers, stats_layers
 
 CASE = SimpleNamespace(case_id=13, prompt="Ferrari F40, developed by", subject="Ferrari F40", target_true="Ferrari",

@@ -5,9 +5,9 @@ import pytest
 import yaml
 
 from locedit.config import SCHEMA
-from locedit.editing import METHODS
-from locedit.problems import PROBLEMS
-from locedit.tracing import KINDS
+from locedit.editing.methods import METHODS
+from locedit.editing.problems import PROBLEMS
+from locedit.tracing.trace import KINDS
 
 schema = yaml.safe_load(SCHEMA.read_text())
 props = schema["properties"]

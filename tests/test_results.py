@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from locedit.results import analyse, load_groups
+from locedit.results.build import analyse, load_groups
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(p.parent for p in (REPO / "docs" / "results").glob("*/groups"))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.run_agreement import agreement_markdown, decision, edit_agreement, main, regression_agreement
+from locedit.results.run_agreement import agreement_markdown, decision, edit_agreement, main, regression_agreement
 
 EFFECT = "max_fraction_restored"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.analysis import regressions_with_verdicts
-from locedit.sensitivity import counts, folder_scores, sensitivity, variants
-from locedit.tracing import tracing_effects
+from locedit.analysis.regressions import regressions_with_verdicts
+from locedit.results.sensitivity import counts, folder_scores, sensitivity, variants
+from locedit.tracing.effects import tracing_effects
 
 REPO = Path(__file__).resolve().parents[1]
 SMOLLM2 = REPO / "docs" / "results" / "smollm2-135m-instruct"
@@ -86,7 +86,7 @@ def test_each_variant_is_its_own_analysis():
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
 def test_committed_sensitivity_is_current_with_r2(folder):
     """Its paper block is r2.csv's rewrite rows: fails when a group is collected and analysed
-    without rerunning `python -m locedit.sensitivity` on the folder."""
+    without rerunning `python -m locedit.results.sensitivity` on the folder."""
     committed = pd.read_csv(folder / "sensitivity.csv")
     r2 = pd.read_csv(folder / "r2.csv")
     r2 = r2[r2.metric == "rewrite"].set_index(["method", "problem"])

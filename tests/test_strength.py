@@ -10,10 +10,10 @@ import pytest
 
 from locedit.config import load_config
 from locedit.plan import central_layers, planned_num_layers
-from locedit.plots import plot_strength_sweep
-from locedit.problems import PROBLEMS
-from locedit.strength import collect, main, overlay
-from locedit.sweep import hparams_for
+from locedit.analysis.plots import plot_strength_sweep
+from locedit.plan import PROBLEMS
+from locedit.results.strength import collect, main, overlay
+from locedit.editing.hparams import hparams_for
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "configs" / "strength-gemma.yaml"

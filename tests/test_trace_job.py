@@ -10,7 +10,7 @@ import torch
 
 from locedit import provenance
 from locedit.io import CaseCheckpoint, read_json
-import locedit.tracing_job as tracing_job
+import locedit.tracing.job as tracing_job
 
 from conftest import tiny_model
 from snakemake_job import fake_snakemake, run_script

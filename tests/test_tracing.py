@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from locedit.noise import subject_noise
-from locedit.corruption import GaussianNoise, TokenReplacement
+from locedit.tracing.corruption import GaussianNoise, TokenReplacement
 from locedit.prompts import subject_range
 from locedit.plan import layer_window
-from locedit.tracing import trace
+from locedit.tracing.trace import trace
 
 from conftest import tiny_model
 from plain_tracing import plain_trace

@@ -20,7 +20,7 @@ import torch
 
 from conftest import trained_tiny_model
 from locedit import provenance
-from locedit.data import load_counterfact
+from locedit.cases.counterfact import load_counterfact
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -364,7 +364,7 @@ def test_killed_key_statistics_resume_to_the_same_moments(copied_run, smoke_run)
 
 @pytest.mark.workflow
 def test_an_unfinished_run_restored_elsewhere_reruns_only_what_is_missing(tiny_run, tmp_path):
-    """`python -m locedit.unfinished` stash → fresh folder → model and statistics → restore: the
+    """`python -m locedit.results.unfinished` stash → fresh folder → model and statistics → restore: the
     workflow plans only the jobs whose outputs were not stashed (here one edit job and what follows)."""
     results, model = tiny_run
     unfinished = tmp_path / "unfinished-run"
@@ -372,7 +372,7 @@ def test_an_unfinished_run_restored_elsewhere_reruns_only_what_is_missing(tiny_r
     for dropped in ("scores.parquet", "editing/rome/fact_forcing/shard0.parquet"):
         (unfinished / dropped).unlink()
     stash = tmp_path / "stash"
-    python = [sys.executable, "-m", "locedit.unfinished"]
+    python = [sys.executable, "-m", "locedit.results.unfinished"]
     done = subprocess.run([*python, "stash", str(unfinished), str(stash), "--model", "models/tiny-llama"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -27,9 +27,9 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 
-import locedit.evaluation
+import locedit.editing.evaluation
 from locedit.editing.templates import ROME_LENGTHS, context_templates
-from locedit.evaluation import evaluate
+from locedit.editing.evaluation import evaluate
 from locedit.noise import row_noise_hook
 from tune_hparams import SCORES, Setting
 
@@ -80,7 +80,7 @@ def forcing_evaluation_noise(args) -> pd.DataFrame:
         return row_noise_hook(ranges, sigma, rng=np.random.RandomState(seed))
 
     ours = setting.pre.reset_index(drop=True)
-    with mock.patch.object(locedit.evaluation, "row_noise_hook", per_row):
+    with mock.patch.object(locedit.editing.evaluation, "row_noise_hook", per_row):
         reference = pd.concat([evaluate(setting.model, setting.tok, r, seed) for r in setting.requests],
                               ignore_index=True)
     rows = []

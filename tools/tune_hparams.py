@@ -23,15 +23,16 @@ import torch
 import yaml
 
 from locedit.config import load_config
-from locedit.editing import METHODS
-from locedit.evaluation import evaluate
+from locedit.editing.methods import METHODS
+from locedit.editing.evaluation import evaluate
 from locedit.io import read_json
-from locedit.metrics import edit_scores, prompt_scores
+from locedit.editing.metrics import edit_scores, prompt_scores
 from locedit.models import load_model
 from locedit.plan import edited_layers, model_slug, stats_folder_name
-from locedit.problems import PROBLEMS
-from locedit.stats import KeyStats
-from locedit.sweep import case_batches, edit_and_evaluate, editable_cases, hparams_for, requests
+from locedit.editing.problems import PROBLEMS
+from locedit.editing.key_stats import KeyStats
+from locedit.editing.sweep import case_batches, edit_and_evaluate, editable_cases, requests
+from locedit.editing.hparams import hparams_for
 
 REPO = Path(__file__).resolve().parents[1]
 

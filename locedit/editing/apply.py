@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..models import architecture_of
+from locedit.models import architecture_of
 
 Deltas = dict[str, torch.Tensor]  # parameter name -> delta of the same shape
 

@@ -24,8 +24,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .apply import Deltas
-from .apply import transposed_if_needed
+from locedit.editing.apply import Deltas
+from locedit.editing.apply import transposed_if_needed
 
 
 @dataclass

@@ -17,23 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..hooks import LayerInput, edit_outputs, layer_input, run_from
-from ..models import architecture_of
-from ..prompts import gather_target_log_probs
-from ..problems import EditRequest
-from ..noise import row_noise_hook
-from ..precision import optimisation_model
-from .apply import Deltas, deltas_since, frozen, preserved
-from .case_updates import CaseUpdates, Dense, rows_updated
-from .rows import case_generators, case_rows, prompt_batch
+from locedit.hooks import LayerInput, edit_outputs, layer_input, run_from
+from locedit.models import architecture_of
+from locedit.prompts import gather_target_log_probs
+from locedit.editing.problems import EditRequest
+from locedit.noise import row_noise_hook
+from locedit.editing.precision import optimisation_model
+from locedit.editing.apply import Deltas, deltas_since, frozen, preserved
+from locedit.editing.case_updates import CaseUpdates, Dense, rows_updated
+from locedit.editing.rows import case_generators, case_rows, prompt_batch
+from locedit.editing.hparams import FT_DEFAULTS
 
-FT_DEFAULTS: dict[str, Any] = {
-    "lr": 5e-4,
-    "steps": 25,
-    "norm_constraint": 5e-5,
-    "noise_samples": 10,  # rows per step under fact forcing (each with fresh noise)
-    "upper_only": True,
-}
 LOSS_FLOOR = 1e-2
 PATIENCE = 5
 
@@ -83,7 +77,7 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     is below the floor takes no step), the L∞ clamp of ΔW_c, and the patience stop (a stopped case
     keeps its ΔW_c frozen while the others go on).
 
-    Inside :func:`locedit.precision.bfloat16_optimisation` the steps run through the model's
+    Inside :func:`locedit.editing.precision.bfloat16_optimisation` the steps run through the model's
     bfloat16 copy; ΔW_c, Δb_c, Adam's state and the loss stay float32. On a float64 model ΔW_c,
     Δb_c and Adam's state are float64 (the loss is float32, as :func:`finetune`'s), and the result
     equals :func:`finetune`'s bit for bit (tests/test_batched_editing.py).

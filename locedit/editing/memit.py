@@ -22,24 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import architecture_of
-from ..problems import EditRequest
-from .apply import Deltas, deltas_since, preserved, transposed_if_needed
-from .case_updates import CaseUpdates, RankOne
-from .rows import case_means, case_rows, one_case, prompt_batch, states_at_subject
-from .site_delta import optimize_site_deltas
-
-MEMIT_DEFAULTS: dict[str, Any] = {
-    "v_steps": 25,
-    "v_lr": 0.5,
-    "v_weight_decay": 0.5,
-    "clamp_norm_factor": 0.75,
-    "kl_factor": 0.0625,
-    "mom2_update_weight": 15000.0,
-    "upper_only": True,
-    "shared_prefix": True,
-}
-
+from locedit.models import architecture_of
+from locedit.editing.problems import EditRequest
+from locedit.editing.apply import Deltas, deltas_since, preserved, transposed_if_needed
+from locedit.editing.case_updates import CaseUpdates, RankOne
+from locedit.editing.rows import case_means, case_rows, one_case, prompt_batch, states_at_subject
+from locedit.editing.site_delta import optimize_site_deltas
+from locedit.editing.hparams import MEMIT_DEFAULTS
 
 def sherman_morrison_adjustment(c_inv: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tensor:
     """(λC + kkᵀ)⁻¹k for one key k, from C⁻¹: C⁻¹k / (λ + kᵀC⁻¹k)."""

@@ -16,23 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import architecture_of
-from ..problems import EditRequest
-from .apply import Deltas
-from .case_updates import CaseUpdates, RankOne, case_deltas
-from .rows import case_means, case_rows, states_at_subject
-from .site_delta import optimize_site_deltas
-
-ROME_DEFAULTS: dict[str, Any] = {
-    "v_steps": 20,
-    "v_lr": 0.5,
-    "v_weight_decay": 0.5,
-    "clamp_norm_factor": 4.0,
-    "kl_factor": 0.0625,
-    "upper_only": True,
-    "shared_prefix": True,
-}
-
+from locedit.models import architecture_of
+from locedit.editing.problems import EditRequest
+from locedit.editing.apply import Deltas
+from locedit.editing.case_updates import CaseUpdates, RankOne, case_deltas
+from locedit.editing.rows import case_means, case_rows, states_at_subject
+from locedit.editing.site_delta import optimize_site_deltas
+from locedit.editing.hparams import ROME_DEFAULTS
 
 @dataclass
 class RankOneUpdate:

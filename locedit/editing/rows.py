@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
-from ..models import architecture_of
-from ..noise import row_noise_hook
-from ..problems import EditRequest
-from ..prompts import Encoded, encode, pad_batch, subject_range
-from .case_updates import CaseUpdates, rows_updated
+from locedit.hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
+from locedit.models import architecture_of
+from locedit.noise import row_noise_hook
+from locedit.editing.problems import EditRequest
+from locedit.prompts import Encoded, encode, pad_batch, subject_range
+from locedit.editing.case_updates import CaseUpdates, rows_updated
 
 NOISED_STATE_SAMPLES = 10  # noise draws averaged for keys and outputs under fact forcing
 

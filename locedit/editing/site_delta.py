@@ -29,14 +29,14 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from ..hooks import edit_outputs, layer_input, run_from
-from ..models import architecture_of
-from ..noise import row_noise_hook
-from ..precision import optimisation_model
-from ..problems import EditRequest
-from ..prompts import logits_at
-from .apply import frozen
-from .rows import PromptBatch, case_generators, case_rows, prompt_batch, stack_batches, states_at_subject
+from locedit.hooks import edit_outputs, layer_input, run_from
+from locedit.models import architecture_of
+from locedit.noise import row_noise_hook
+from locedit.editing.precision import optimisation_model
+from locedit.editing.problems import EditRequest
+from locedit.prompts import logits_at
+from locedit.editing.apply import frozen
+from locedit.editing.rows import PromptBatch, case_generators, case_rows, prompt_batch, stack_batches, states_at_subject
 
 
 @dataclass
@@ -102,7 +102,7 @@ def optimize_site_deltas(
     ``hparams`` holds ``v_steps``, ``v_lr``, ``kl_factor``, ``v_weight_decay``,
     ``clamp_norm_factor``, ``upper_only``, ``shared_prefix`` (ROME's and MEMIT's names).
 
-    Inside :func:`locedit.precision.bfloat16_optimisation` the steps run through the model's
+    Inside :func:`locedit.editing.precision.bfloat16_optimisation` the steps run through the model's
     bfloat16 copy and v₀ is read from the float32 model (the update is anchored to exact states).
     """
     exact, model = model, optimisation_model(model)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..plan import ROME_LENGTHS
+from locedit.plan import ROME_LENGTHS
 
 MEMIT_PREFIXES = ("The", "Therefore", "Because", "I", "You")
 

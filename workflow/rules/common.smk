@@ -26,7 +26,7 @@ def pick(section, *keys):
 
 def counterfact_copy():
     """The local file rule fetch_counterfact downloads data.counterfact to when it is an http(s)
-    URL (as locedit.data.load_counterfact would); None for bundled or a local path.
+    URL (as locedit.cases.counterfact.load_counterfact would); None for bundled or a local path.
     """
     source = config["data"]["counterfact"]
     if source.startswith(("https://", "http://")):

@@ -3,7 +3,7 @@ import logging
 
 import pandas as pd
 
-from locedit.correctness import check_correctness
+from locedit.cases.correctness import check_correctness
 from locedit.io import write_parquet
 from locedit.jobs import job, job_model
 

@@ -1,11 +1,12 @@
 """Rule edit: one (method, problem, shard) job; edits, evaluates and restores every (case, layer)."""
 import pandas as pd
 
-from locedit.editing import METHODS
+from locedit.editing.methods import METHODS
 from locedit.io import CaseCheckpoint, read_json
 from locedit.jobs import device_stamp, job, job_model
-from locedit.stats import KeyStats
-from locedit.sweep import editable_cases, hparams_for, run_edit_job, shard
+from locedit.editing.key_stats import KeyStats
+from locedit.editing.sweep import editable_cases, run_edit_job, shard
+from locedit.editing.hparams import hparams_for
 
 with job(snakemake):
     opts = snakemake.params.editing

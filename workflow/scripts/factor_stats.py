@@ -3,7 +3,7 @@ import logging
 from pathlib import Path
 
 from locedit.jobs import job, job_device
-from locedit.stats import save_factor
+from locedit.editing.key_stats import save_factor
 
 with job(snakemake):
     device = job_device()  # resolved by job() from the device param, at the job's start

@@ -2,7 +2,7 @@
 import logging
 
 from locedit.jobs import job
-from locedit.stats import corpus_texts, save_corpus
+from locedit.editing.key_stats import corpus_texts, save_corpus
 
 with job(snakemake):
     opts = snakemake.params.stats

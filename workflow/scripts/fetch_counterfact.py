@@ -3,7 +3,7 @@ A local rule (the Snakefile's localrules): it needs the network, the jobs that r
 import logging
 from pathlib import Path
 
-from locedit.data import download_counterfact
+from locedit.cases.counterfact import download_counterfact
 from locedit.jobs import job
 
 with job(snakemake):

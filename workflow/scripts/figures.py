@@ -1,8 +1,8 @@
-"""Rule figures: the paper's figures that apply to this run (PNG; locedit.results.draw_figures)."""
+"""Rule figures: the paper's figures that apply to this run (PNG; locedit.results.build.draw_figures)."""
 import pandas as pd
 
 from locedit.jobs import job
-from locedit.results import FIGURES, draw_figures
+from locedit.results.build import FIGURES, draw_figures
 
 with job(snakemake):
     params = snakemake.params

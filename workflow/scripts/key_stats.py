@@ -2,7 +2,7 @@
 import logging
 
 from locedit.jobs import job
-from locedit.stats import save_merged_moments
+from locedit.editing.key_stats import save_merged_moments
 
 with job(snakemake):
     paths = save_merged_moments(list(snakemake.input), snakemake.output.meta.rsplit("/", 1)[0])

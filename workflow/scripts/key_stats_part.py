@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from locedit.jobs import job, job_model
-from locedit.stats import collect_second_moments, corpus_texts, save_part
+from locedit.editing.key_stats import collect_second_moments, corpus_texts, save_part
 
 with job(snakemake):
     opts = snakemake.params.stats

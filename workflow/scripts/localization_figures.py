@@ -1,9 +1,9 @@
 """Rule localization_figures: Fig. 1 and Fig. 4 under each configured localization
-(locedit.results.draw_localization_figures)."""
+(locedit.results.build.draw_localization_figures)."""
 import pandas as pd
 
 from locedit.jobs import job
-from locedit.results import draw_localization_figures
+from locedit.results.build import draw_localization_figures
 
 with job(snakemake):
     params = snakemake.params

@@ -1,7 +1,7 @@
 """Rule noise_level: σ for subject noise, 3 × std of the knowns' subject embeddings or a constant."""
 import logging
 
-from locedit.data import load_knowns
+from locedit.cases.counterfact import load_knowns
 from locedit.io import write_json
 from locedit.jobs import job, job_model
 from locedit.noise import embedding_std

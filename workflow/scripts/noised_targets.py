@@ -4,8 +4,8 @@ from tqdm import tqdm
 
 from locedit.io import read_json, write_parquet
 from locedit.jobs import job, job_model
-from locedit.problems import noised_targets
-from locedit.sweep import editable_cases
+from locedit.editing.problems import noised_targets
+from locedit.editing.sweep import editable_cases
 
 with job(snakemake):
     opts = snakemake.params.editing

@@ -3,7 +3,7 @@ import pandas as pd
 
 from locedit.io import read_json, write_parquet
 from locedit.jobs import job, job_model
-from locedit.sweep import editable_cases, pre_edit_table
+from locedit.editing.sweep import editable_cases, pre_edit_table
 
 with job(snakemake):
     opts = snakemake.params.editing

@@ -1,13 +1,13 @@
 """Rule regressions: R² of layer / tracing / both per method × problem × metric with bootstrap
 intervals, the App. B subset, the Fig. 4 correlation, the regressions under every configured
 localization with their agreement, and summary.md with the paper's tables beside this run's
-(locedit.results.regression_tables / localization_tables, also used to rebuild from a results folder)."""
+(locedit.results.build.regression_tables / localization_tables, also used to rebuild from a results folder)."""
 import pandas as pd
 
 from locedit import provenance
 from locedit.jobs import job
-from locedit.results import localization_tables, regression_tables
-from locedit.summary import headline
+from locedit.results.build import localization_tables, regression_tables
+from locedit.analysis.summary import headline
 
 with job(snakemake):
     params = snakemake.params

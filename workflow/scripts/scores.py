@@ -6,9 +6,9 @@ import pandas as pd
 from locedit import provenance
 from locedit.io import write_parquet
 from locedit.jobs import job
-from locedit.metrics import edit_scores, prompt_scores
-from locedit.problems import PROBLEMS
-from locedit.tracing import tracing_effects
+from locedit.editing.metrics import edit_scores, prompt_scores
+from locedit.plan import PROBLEMS
+from locedit.tracing.effects import tracing_effects
 
 with job(snakemake):
     opts = snakemake.params.editing

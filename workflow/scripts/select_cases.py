@@ -1,7 +1,7 @@
 """Rule select_cases: the first N CounterFact records by case_id (or an id list), validated."""
 import logging
 
-from locedit.data import COUNTERFACT_SHA256, cases_frame, load_counterfact, select_cases
+from locedit.cases.counterfact import COUNTERFACT_SHA256, cases_frame, load_counterfact, select_cases
 from locedit.io import write_parquet
 from locedit.jobs import job
 

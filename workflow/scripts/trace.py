@@ -1,7 +1,7 @@
 """Rules trace / trace_localization: causal tracing of one shard of the cases (round robin) for one
 (localization, kind, window), resumable per case; trace_merge joins the shards. Under the logit
 difference the contrast is the corrupted prompt's answer: the str partner's target_true, or the
-case's target_new under Gaussian noise (locedit.tracing_job.trace_cases)."""
+case's target_new under Gaussian noise (locedit.tracing.job.trace_cases)."""
 import logging
 
 import pandas as pd
@@ -9,8 +9,8 @@ import torch
 
 from locedit.io import CaseCheckpoint, read_json
 from locedit.jobs import device_stamp, job, job_model
-from locedit.sweep import shard
-from locedit.tracing_job import trace_cases, traced_cases
+from locedit.editing.sweep import shard
+from locedit.tracing.job import trace_cases, traced_cases
 
 with job(snakemake):
     opts = snakemake.params.tracing

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from locedit.jobs import job
-from locedit.plots import plot_trace_heatmap
+from locedit.analysis.plots import plot_trace_heatmap
 
 with job(snakemake):
     table = pd.read_parquet(snakemake.input[0])

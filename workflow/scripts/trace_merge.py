@@ -4,7 +4,7 @@ import pandas as pd
 
 from locedit.io import read_json
 from locedit.jobs import job
-from locedit.tracing_job import merge_shards, traced_cases
+from locedit.tracing.job import merge_shards, traced_cases
 
 with job(snakemake):
     opts, loc = snakemake.params.tracing, snakemake.params.localization

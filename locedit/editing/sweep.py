@@ -2,8 +2,6 @@
 runs (edit and evaluate every (case, layer) of its shard, many cases per pass); which layers it
 edits is planned in :mod:`locedit.plan`.
 
-    >>> hparams_for({"hparams": {"rome": {"v_steps": 25}}}, "rome", "error_injection")["v_steps"]
-    25
 """
 
 from __future__ import annotations
@@ -16,23 +14,14 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from .editing import METHODS
-from .evaluation import LowerLayers, evaluate, evaluate_cases
-from .io import CaseCheckpoint
-from .precision import bfloat16_optimisation
-from .plan import edited_layers
-from .problems import PROBLEMS, request_for
+from locedit.editing.methods import METHODS
+from locedit.editing.evaluation import LowerLayers, evaluate, evaluate_cases
+from locedit.io import CaseCheckpoint
+from locedit.editing.precision import bfloat16_optimisation
+from locedit.plan import edited_layers
+from locedit.editing.problems import PROBLEMS, request_for
 
 log = logging.getLogger("locedit")
-
-
-def hparams_for(editing: dict, method: str, problem: str) -> dict:
-    """Method defaults < ``editing.hparams[method]`` < ``editing.overrides[method][problem]``."""
-    return {
-        **METHODS[method].defaults,
-        **editing.get("hparams", {}).get(method, {}),
-        **editing.get("overrides", {}).get(method, {}).get(problem, {}),
-    }
 
 
 def editable_cases(cases: pd.DataFrame, correctness: pd.DataFrame, problem: str, max_cases: int | None,
@@ -102,7 +91,7 @@ def edit_and_evaluate(model, tok, method: str, reqs: list, window: list[int], hp
                       ) -> tuple[list[pd.DataFrame], float, float]:
     """Edit ``reqs`` together at ``window`` and evaluate each edited case: (one table per request,
     edit seconds, evaluation seconds). With ``mixed_precision`` the edit's optimisation runs through
-    a bfloat16 copy of the model (:mod:`locedit.precision`); evaluation is always float32, and with
+    a bfloat16 copy of the model (:mod:`locedit.editing.precision`); evaluation is always float32, and with
     ``lower`` (one per set of ``reqs``, kept across layers) it runs from the lowest edited layer up.
     The one edit → evaluate path
     of the workflow, the tuning tool and the benchmark::

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .analysis import CEILING, FLOOR  # noqa: E402
-from .editing import METHODS  # noqa: E402
-from .problems import PROBLEMS  # noqa: E402
+from locedit.analysis.regressions import CEILING, FLOOR  # noqa: E402
+from locedit.plan import EDIT_SITES  # noqa: E402
+from locedit.plan import PROBLEMS  # noqa: E402
 
 KIND_LABELS = {"hidden": "hidden state", "mlp": "MLP output", "attn": "attention output"}
 KIND_COLORMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
@@ -56,9 +56,9 @@ def plot_trace_heatmap(case: pd.DataFrame, path: str | Path, title: str | None =
     return path
 
 
-METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
+METHOD_LABELS = {name: m.label for name, m in EDIT_SITES.items()}
 PROBLEM_LABELS = {name: p.label for name, p in PROBLEMS.items()}
-METHOD_COLORS = {name: m.color for name, m in METHODS.items()}
+METHOD_COLORS = {name: m.color for name, m in EDIT_SITES.items()}
 
 
 def _save(fig, path: str | Path, tight: bool = True) -> Path:
@@ -176,7 +176,7 @@ def plot_scores_by_layer(scores: pd.DataFrame, metric: str, path: str | Path) ->
 
 def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str) -> Path:
     """Mean rewrite score by edit layer under each scale of a swept hyperparameter (columns scale,
-    method, problem, layer, mean_rewrite; :mod:`locedit.strength`): a row of panels per method, a
+    method, problem, layer, mean_rewrite; :mod:`locedit.results.strength`): a row of panels per method, a
     panel per problem, a line per scale; dashed lines at the ceiling and floor bounds."""
     methods = [m for m in METHOD_LABELS if m in set(by_layer.method)]
     problems = [p for p in PROBLEM_LABELS if p in set(by_layer.problem)]

@@ -21,38 +21,11 @@ from typing import Any
 
 import torch
 
-from .hooks import edit_outputs
-from .models import architecture_of
-from .noise import add_noise_hook, subject_noise
-from .prompts import logits_at, subject_range
-
-
-@dataclass(frozen=True)
-class Problem:
-    name: str
-    short: str
-    target: str  # which field of the case (or of its noised targets) is optimized
-    baseline: str
-    minimize: bool = False
-    noised: bool = False
-    min_p_true: float = 0.0
-
-    @property
-    def label(self) -> str:
-        """``"Error Injection"`` for ``error_injection``: for tables and figure titles."""
-        return self.name.replace("_", " ").title()
-
-
-PROBLEMS: dict[str, Problem] = {
-    p.name: p
-    for p in [
-        Problem("error_injection", "EI", target="target_new", baseline="target_true"),
-        Problem("tracing_reversal", "TR", target="o_noise", baseline="target_true"),
-        Problem("fact_erasure", "FE", target="target_true", baseline="eos", minimize=True, min_p_true=0.02),
-        Problem("fact_amplification", "FA", target="target_true", baseline="eos"),
-        Problem("fact_forcing", "FF", target="target_true", baseline="ff_baseline", noised=True),
-    ]
-}
+from locedit.hooks import edit_outputs
+from locedit.models import architecture_of
+from locedit.noise import add_noise_hook, subject_noise
+from locedit.plan import PROBLEMS, Problem
+from locedit.prompts import logits_at, subject_range
 
 
 @dataclass(frozen=True)

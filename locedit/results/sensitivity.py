@@ -1,7 +1,7 @@
 """How much a results folder's rewrite verdicts lean on the tracing effect's denominator and on
 single cases: the analysis of ``r2.csv`` redone under variants of the effect and of the cases.
 
-    python -m locedit.sensitivity docs/results/smollm2-135m-instruct   # writes sensitivity.csv there
+    python -m locedit.results.sensitivity docs/results/smollm2-135m-instruct   # writes sensitivity.csv there
 
 The paper's fraction restored divides by |clean − low| (spec §8). A small model often completes a
 fact correctly with a small P(o_true); where the noised probability is close to the clean one that
@@ -12,12 +12,12 @@ fit's added R² and its F-test. The variants, one block of rows each:
 - ``reference_denominator``: the reference code's |high − low| (``max_fraction_restored_high``, ≤ 1);
 - ``reference_fraction_restored``: the reference code's effect, that denominator and its filter
   (cases with a clean P(o_true) below .02 are not traced, so not regressed; belief-localization
-  ``experiments/tracing.py``; :func:`locedit.tracing.tracing_effects`);
+  ``experiments/tracing.py``; :func:`locedit.tracing.trace.tracing_effects`);
 - ``without_case_<id>``: without the case of the largest effect (the most leveraged point);
 - ``without_fraction_above_1``: without every case whose effect exceeds 1 at some edited layer.
 
 Each row: variant, method, problem, cases left, R² layer / added / chance, F-test p, bootstrap
-verdict (:func:`locedit.analysis.interval_verdict`, the same resamples as ``r2.csv``). The effects
+verdict (:func:`locedit.analysis.regressions.interval_verdict`, the same resamples as ``r2.csv``). The effects
 are recomputed from the folder's effect-window MLP tracing tables (equal to ``scores.parquet``'s
 where both have them; the reference effect is newer than the committed scores).
 
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import EFFECT, VERDICTS, regressions_with_verdicts
-from .localization_analysis import with_effects
-from .results import load_groups
+from locedit.analysis.regressions import EFFECT, VERDICTS, regressions_with_verdicts
+from locedit.analysis.localizations import with_effects
+from locedit.results.build import load_groups
 
 HIGH = "max_fraction_restored_high"
 REFERENCE = "reference_fraction_restored"
@@ -70,7 +70,7 @@ def folder_scores(folder: Path) -> tuple[pd.DataFrame, str, str]:
 
 
 def counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Verdict counts per variant, one row each (columns in :data:`locedit.analysis.VERDICTS` order,
+    """Verdict counts per variant, one row each (columns in :data:`locedit.analysis.regressions.VERDICTS` order,
     then any other)."""
     found = table.groupby("variant", sort=False).verdict.value_counts().unstack(fill_value=0)
     order = [v for v in VERDICTS if v in found] + sorted(set(found) - set(VERDICTS))

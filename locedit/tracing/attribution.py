@@ -11,14 +11,14 @@ them), because a joint restoration overwrites them whatever happens below: a pat
 through a later layer of the same window does not reach the metric. (Summing each layer's total
 derivative instead counts such paths once per layer they cross, so a wider window inflates the
 estimate; that was this module's estimate before issue 38.) With a window of one layer the two
-agree. The result is a :class:`locedit.tracing.TraceResult` like exact tracing's, so the effects,
+agree. The result is a :class:`locedit.tracing.trace.TraceResult` like exact tracing's, so the effects,
 regressions and figures read it unchanged::
 
     >>> r = attribution_trace(model, tok, prompt, subject, target, GaussianNoise(3.09),
     ...                       kind="mlp", window=5)                             # doctest: +SKIP
     >>> r.scores[r.subject_range[1] - 1].argmax()                               # doctest: +SKIP
 
-How: every (token, layer) restoration of exact tracing (:func:`locedit.tracing.restore`, the same
+How: every (token, layer) restoration of exact tracing (:func:`locedit.tracing.trace.restore`, the same
 passes: from the window's first layer and the restored token on) runs with the window's sites
 overwritten by leaf tensors equal to their corrupted outputs; the pass's values are the corrupted
 run's, and one backward pass gives each site's gradient with the others held fixed. That costs a
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .corruption import GaussianNoise, TokenReplacement
-from .models import architecture_of, num_layers
-from .prompts import encode, subject_range
-from .trace_metric import Measure
-from .tracing import Runs, TraceResult, clean_and_corrupted, restoration_passes, restore, result_of
+from locedit.tracing.corruption import GaussianNoise, TokenReplacement
+from locedit.models import architecture_of, num_layers
+from locedit.prompts import encode, subject_range
+from locedit.tracing.metric import Measure
+from locedit.tracing.trace import Runs, TraceResult, clean_and_corrupted, restoration_passes, restore, result_of
 
 
 def attribution_trace(
@@ -55,7 +55,7 @@ def attribution_trace(
     all_tokens: bool = False,
     max_rows: int = 512,
 ) -> TraceResult:
-    """First-order estimates of :func:`locedit.tracing.trace`'s scores (same arguments):
+    """First-order estimates of :func:`locedit.tracing.trace.trace`'s scores (same arguments):
     ``scores[t, l]`` = low + the window's joint first-order term (module docstring)."""
     arch = architecture_of(model)
     n_layers = num_layers(model)

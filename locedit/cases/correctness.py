@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .prompts import target_log_probs
+from locedit.prompts import target_log_probs
 
 
 def is_correct(generation: str, target: str) -> bool:

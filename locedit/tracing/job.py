@@ -12,7 +12,7 @@ case, and the merge of the shards into the one table downstream rules read (rule
     >>> merge_shards(cases.case_id.tolist(), [f"results/r/tracing/shards/mlp_w5/shard{i}.parquet" for i in range(3)],
     ...              "results/r/tracing/mlp_w5.parquet", provenance={"run": "r"})         # doctest: +SKIP
 
-Shards take the cases round robin (:func:`locedit.sweep.shard`). A case's trace depends on that
+Shards take the cases round robin (:func:`locedit.editing.sweep.shard`). A case's trace depends on that
 case alone (its noise is ``RandomState(seed)`` drawn afresh for it), so the merged table is the
 unsharded job's, bit for bit, whatever the number of shards.
 """
@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import provenance as job_provenance
-from .attribution import attribution_trace
-from .corruption import GaussianNoise, TokenReplacement
-from .io import CaseCheckpoint, write_parquet
-from .trace_metric import answer_token
-from .tracing import trace
+from locedit import provenance as job_provenance
+from locedit.tracing.attribution import attribution_trace
+from locedit.tracing.corruption import GaussianNoise, TokenReplacement
+from locedit.io import CaseCheckpoint, write_parquet
+from locedit.tracing.metric import answer_token
+from locedit.tracing.trace import trace
 
 log = logging.getLogger("locedit")
 

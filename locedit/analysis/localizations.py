@@ -1,6 +1,6 @@
 """Does the finding depend on how localization is measured? The regressions of each configured
 localization side by side, each rewrite-score condition with its bootstrap verdict (the rule of
-the main table, :func:`locedit.analysis.interval_verdict`), and how well the localizations agree
+the main table, :func:`locedit.analysis.regressions.interval_verdict`), and how well the localizations agree
 on the effects themselves.
 
     >>> compared = compare(scores, {"exact-gaussian-prob": t1, "attribution-gaussian-prob": t2},
@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from .analysis import EFFECT, regressions_with_verdicts, verdict_counts
-from .editing import METHODS
-from .localization import Localization
-from .problems import PROBLEMS
-from .tracing import tracing_effects
+from locedit.analysis.regressions import EFFECT, regressions_with_verdicts, verdict_counts
+from locedit.plan import EDIT_SITES
+from locedit.localization import Localization
+from locedit.plan import PROBLEMS
+from locedit.tracing.effects import tracing_effects
 
 EFFECT_COLUMNS = ("max_fraction_restored", "max_fraction_restored_high", "reference_fraction_restored",
                   "last_subject_fraction", "last_subject_effect")
@@ -90,7 +90,7 @@ def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite
              "| problem | method | " + " | ".join(labels[loc] for loc in locs) + " |",
              "|---|---|" + "---|" * len(locs)]
     for problem in PROBLEMS:
-        for method in METHODS:
+        for method in EDIT_SITES:
             cells = []
             for loc in locs:
                 row = rows[(rows.localization == loc) & (rows.method == method) & (rows.problem == problem)]
@@ -101,7 +101,7 @@ def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite
                                   for k in ("r2_layer", "r2_trace", "r2_both", "r2_added"))
                 cells.append(cell + (f"; {row.iloc[0].verdict or 'no verdict'}" if verdicts else ""))
             if any(c != "—" for c in cells):
-                lines.append(f"| {PROBLEMS[problem].label} | {METHODS[method].label} | " + " | ".join(cells) + " |")
+                lines.append(f"| {PROBLEMS[problem].label} | {EDIT_SITES[method].label} | " + " | ".join(cells) + " |")
     lines += ["", "Agreement of the per-(case, layer) effects with the first column's (effect-window MLP traces):", "",
               "| localization | (case, layer) pairs | Pearson | Spearman | same peak layer | mean peak layer |",
               "|---|---|---|---|---|---|"]
@@ -118,8 +118,8 @@ def section(compared: pd.DataFrame, agreed: pd.DataFrame, metric: str = "rewrite
         if loc == locs[0]:
             lines += [f"**{labels[loc]}** (main analysis): {counted}.", ""]
             continue
-        moves = [f"{PROBLEMS[p].label} {METHODS[m].label}: {main[(m, p)] or 'no verdict'} → {mine[(m, p)] or 'no verdict'}"
-                 for p in PROBLEMS for m in METHODS
+        moves = [f"{PROBLEMS[p].label} {EDIT_SITES[m].label}: {main[(m, p)] or 'no verdict'} → {mine[(m, p)] or 'no verdict'}"
+                 for p in PROBLEMS for m in EDIT_SITES
                  if (m, p) in main.index and (m, p) in mine.index and main[(m, p)] != mine[(m, p)]]
         differ = (f"**{len(moves)} differ** from the main analysis's ({'; '.join(moves)})" if moves
                   else "every condition's verdict is the main analysis's")

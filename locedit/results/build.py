@@ -25,16 +25,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from . import provenance
-from .analysis import concentrated_cases, layer_correlation, regressions, regressions_with_verdicts
-from .editing import METHODS
-from .localization import PAPER, Localization, configured
-from .localization_analysis import agreement, compare, section, with_effects
-from .plan import edited_layers, planned_num_layers
-from .plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
+from locedit import provenance
+from locedit.analysis.regressions import concentrated_cases, layer_correlation, regressions, regressions_with_verdicts
+from locedit.plan import EDIT_SITES
+from locedit.localization import PAPER, Localization, configured
+from locedit.analysis.localizations import agreement, compare, section, with_effects
+from locedit.plan import edited_layers, planned_num_layers
+from locedit.analysis.plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
                     plot_scores_by_layer, plot_trace_heatmap)
-from .summary import paper_tables, summary_markdown
-from .tracing import tracing_effects
+from locedit.analysis.summary import paper_tables, summary_markdown
+from locedit.tracing.effects import tracing_effects
 
 FIGURES = {"fig1": "fig1_peak_layer.png", "fig2": "fig2_heatmap.png", "fig4": "fig4_rewrite_vs_tracing.png",
            "fig6": "fig6_r2_bars.png", "by_layer_rewrite": "fig7_rewrite_by_layer.png",
@@ -73,7 +73,7 @@ def draw_figures(scores: pd.DataFrame, r2: pd.DataFrame, tables: dict[int, pd.Da
     """The paper's figures that apply (names as :data:`FIGURES`) from scores, r2 and the MLP
     tracing tables by window."""
     effects = {w: tracing_effects(t) for w, t in tables.items()}
-    fig1_layers = {METHODS[m].label: edited_layers(correlation_layer, METHODS[m].window, n_layers)
+    fig1_layers = {EDIT_SITES[m].label: edited_layers(correlation_layer, EDIT_SITES[m].window, n_layers)
                    for m in ("rome", "memit") if m in set(scores.method)}
     plot_argmax_layer_histogram(effects[effect_window], n_layers, fig1_layers, paths["fig1"], effect_window, effect)
     widest = tables[max(tables)]
@@ -91,7 +91,7 @@ def draw_localization_figures(scores: pd.DataFrame, tables: dict[str, pd.DataFra
     """Fig. 1 and Fig. 4 under each localization (effect-window MLP tables by id) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fig1_layers = {METHODS[m].label: edited_layers(correlation_layer, METHODS[m].window, n_layers)
+    fig1_layers = {EDIT_SITES[m].label: edited_layers(correlation_layer, EDIT_SITES[m].window, n_layers)
                    for m in ("rome", "memit") if m in set(scores.method)}
     for loc, table in tables.items():
         label = Localization.parse(loc).label

@@ -1,11 +1,11 @@
 """Edit strength: one run per scale of an editing hyperparameter (FT-1 / FT-5's norm radius),
 collected into one table and one figure, each condition of each scale labelled at ceiling or
-floor or given its bootstrap verdict (:func:`locedit.analysis.interval_verdict`).
+floor or given its bootstrap verdict (:func:`locedit.analysis.regressions.interval_verdict`).
 
-    python -m locedit.strength overlays configs/strength-gemma.yaml --out results/strength-gemma-overlays
+    python -m locedit.results.strength overlays configs/strength-gemma.yaml --out results/strength-gemma-overlays
     # writes one overlay per scale and prints its command, e.g.
     #   snakemake --cores 2 --configfile configs/strength-gemma.yaml results/strength-gemma-overlays/x0.3.yaml
-    python -m locedit.strength collect configs/strength-gemma.yaml --out docs/results/strength-gemma
+    python -m locedit.results.strength collect configs/strength-gemma.yaml --out docs/results/strength-gemma
 
 The config's ``sweep`` section (``hparam``, ``methods``, ``scales``) defines the sweep. The run of
 scale ``s`` is ``{run}-x{s}``: the config with ``hparam`` of each swept method multiplied by ``s``
@@ -28,10 +28,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .analysis import EFFECT, regressions_with_verdicts, verdict_counts
-from .config import load_config
-from .plots import plot_strength_sweep
-from .sweep import hparams_for
+from locedit.analysis.regressions import EFFECT, regressions_with_verdicts, verdict_counts
+from locedit.config import load_config
+from locedit.analysis.plots import plot_strength_sweep
+from locedit.editing.hparams import hparams_for
 
 
 def run_name(config: dict, scale: float) -> str:
@@ -60,7 +60,7 @@ def write_overlays(config_file: Path, out: Path) -> list[Path]:
     paths = []
     for scale in config["sweep"]["scales"]:
         path = out / f"x{scale:g}.yaml"
-        path.write_text(f"# scale {scale:g} of {config_file}'s sweep (python -m locedit.strength overlays)\n"
+        path.write_text(f"# scale {scale:g} of {config_file}'s sweep (python -m locedit.results.strength overlays)\n"
                         + yaml.safe_dump(overlay(config, scale), sort_keys=False))
         print(f"snakemake --cores 2 --configfile {config_file} {path}")
         paths.append(path)
@@ -78,7 +78,7 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
     for scale in sweep["scales"]:
         path = results / run_name(config, scale) / "scores.parquet"
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run scale {scale:g} first (python -m locedit.strength "
+            raise FileNotFoundError(f"{path} is missing: run scale {scale:g} first (python -m locedit.results.strength "
                                     "overlays …, then the snakemake command it prints)")
         scores = pd.read_parquet(path)
         scores = scores[scores.method.isin(sweep["methods"])]
@@ -97,7 +97,7 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m locedit.strength", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m locedit.results.strength", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("overlays", help="write one config overlay per scale and print its command")

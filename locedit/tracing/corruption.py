@@ -21,7 +21,7 @@ Two are implemented (``tracing.corruption``):
 Partners for ``str`` are chosen once per run, deterministically, from the CounterFact records of
 the case's relation (:func:`find_replacement`; rule ``replacement_subjects``), and recorded per
 case with their answer (``target_true`` and its first token, the logit difference's contrast,
-:mod:`locedit.trace_metric`). A case whose relation offers no partner is reported, never paired
+:mod:`locedit.tracing.metric`). A case whose relation offers no partner is reported, never paired
 across relations: the corrupted prompt would then ask about another relation, and its answer
 would not be the partner's.
 """
@@ -35,9 +35,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .noise import add_noise, subject_noise
-from .prompts import subject_range
-from .trace_metric import answer_token
+from locedit.noise import add_noise, subject_noise
+from locedit.prompts import subject_range
+from locedit.tracing.metric import answer_token
 
 
 

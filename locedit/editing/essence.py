@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hooks import edit_outputs
-from .models import architecture_of
-from .noise import row_noise_hook
-from .prompts import Encoded, gather_target_log_probs, pad_batch, subject_range, subject_span
+from locedit.hooks import edit_outputs
+from locedit.models import architecture_of
+from locedit.noise import row_noise_hook
+from locedit.prompts import Encoded, gather_target_log_probs, pad_batch, subject_range, subject_span
 
 ESSENCE_PROMPT = "{} is a"
 

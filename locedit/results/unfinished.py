@@ -1,10 +1,10 @@
 """An unfinished run carried to another machine or session: its finished tables and the checkpoints
 of the jobs in flight, stashed in a committable folder and restored so the workflow resumes there.
 
-    python -m locedit.unfinished stash results/paper-gemma-g1 docs/results/gemma-3-270m/unfinished/paper-gemma-g1
+    python -m locedit.results.unfinished stash results/paper-gemma-g1 docs/results/gemma-3-270m/unfinished/paper-gemma-g1
     # later, on a fresh clone: build what every job reads first (model, key statistics), then restore
     snakemake --cores 2 --until factor_stats --configfile configs/paper-gemma.yaml g1.yaml
-    python -m locedit.unfinished restore docs/results/gemma-3-270m/unfinished/paper-gemma-g1 results/paper-gemma-g1
+    python -m locedit.results.unfinished restore docs/results/gemma-3-270m/unfinished/paper-gemma-g1 results/paper-gemma-g1
     snakemake --cores 2 --configfile configs/paper-gemma.yaml g1.yaml      # runs only what is missing
 
 A stash holds every file of the run folder except ``analysis/`` (rebuilt in seconds), including
@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .plan import model_slug
+from locedit.plan import model_slug
 
 SKIPPED = ("analysis",)
 MANIFEST = "stash.json"
@@ -75,7 +75,7 @@ def restore(folder: Path, run_dir: Path, models: Path = Path("resources/models")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m locedit.unfinished", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m locedit.results.unfinished", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     put = commands.add_parser("stash", help="copy an unfinished run into a folder to commit")
     put.add_argument("run_dir", type=Path)

@@ -22,7 +22,7 @@ Both are computed from final hidden states, so one forward pass serves any metri
     ValueError: the contrast answer starts with the target's first token (id 1): the logit difference is 0 by construction; choose another contrast answer
 
 How a trace's values become an effect (fraction restored, signed for the logit difference) is
-:func:`locedit.tracing.tracing_effects`.
+:func:`locedit.tracing.trace.tracing_effects`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .localization import METRICS
-from .prompts import Encoded, encode, unembed
+from locedit.localization import METRICS
+from locedit.prompts import Encoded, encode, unembed
 
 
 def answer_token(tok, answer: str) -> int:

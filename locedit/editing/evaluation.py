@@ -17,7 +17,7 @@ pass the first time and later passes compute only the layers from the lowest edi
     ...     evaluate_cases(model, tok, requests, METHODS["ft1"].edit_cases(...), lower=lower)
 
 A request with essence texts adds one row per text (``prompt_type`` ``essence``) whose ``ppl``
-is the text's perplexity (:mod:`locedit.essence`); ``ppl`` is NaN on the other rows.
+is the text's perplexity (:mod:`locedit.editing.essence`); ``ppl`` is NaN on the other rows.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .editing.case_updates import CaseUpdates, rows_updated, select_cases
-from .essence import perplexities
-from .hooks import LayerInput, edit_outputs, layer_inputs, run_from
-from .models import architecture_of
-from .noise import row_noise_hook
-from .problems import EditRequest
-from .prompts import Encoded, encode, logits_at, pad_batch, subject_range, subject_span
+from locedit.editing.case_updates import CaseUpdates, rows_updated, select_cases
+from locedit.editing.essence import perplexities
+from locedit.hooks import LayerInput, edit_outputs, layer_inputs, run_from
+from locedit.models import architecture_of
+from locedit.noise import row_noise_hook
+from locedit.editing.problems import EditRequest
+from locedit.prompts import Encoded, encode, logits_at, pad_batch, subject_range, subject_span
 
 
 def evaluation_prompts(request: EditRequest) -> list[tuple[str, int, str]]:

@@ -34,10 +34,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .device import stamp
-from .hooks import capture_inputs, forward_until
-from .models import architecture_of
-from .prompts import pad_batch
+from locedit.device import stamp
+from locedit.hooks import capture_inputs, forward_until
+from locedit.models import architecture_of
+from locedit.prompts import pad_batch
 
 BUNDLED_WIKI = "bundled-wiki"
 
@@ -163,7 +163,7 @@ def corpus_texts(corpus: str, n_samples: int | None = None, seed: int = 1, shard
 
 def _corpus_source(corpus: str) -> _ListSource | _ArrowSource | _JsonLinesSource:
     if corpus == BUNDLED_WIKI:
-        from .data import bundled_path
+        from locedit.cases.counterfact import bundled_path
 
         with gzip.open(bundled_path("corpus/ovos_wiki_offline_summaries_en-us.json.gz"), "rt") as f:
             pages = json.load(f)
@@ -442,5 +442,5 @@ class KeyStats:
         path = self.folder / f"inv_layer{layer}.pt"
         if not path.exists():
             raise FileNotFoundError(f"no factored key statistics for layer {layer}: {path} is missing; run rule "
-                                    f"factor_stats (snakemake {path}) or locedit.stats.save_factor('{self.folder}', {layer})")
+                                    f"factor_stats (snakemake {path}) or locedit.editing.key_stats.save_factor('{self.folder}', {layer})")
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)

@@ -1,9 +1,9 @@
 """Causal tracing (Meng et al. 2022, as used by Hase et al. 2023), batched and prefix-cached.
 
 The corrupted run (``corruption``: Gaussian noise on the subject embeddings, the paper, or
-symmetric token replacement, :mod:`locedit.corruption`) is measured (``metric``: P(target), the
+symmetric token replacement, :mod:`locedit.tracing.corruption`) is measured (``metric``: P(target), the
 paper, or the logit difference against ``contrast``, the corrupted prompt's answer,
-:mod:`locedit.trace_metric`); then, for every token from the
+:mod:`locedit.tracing.metric`); then, for every token from the
 subject start and every layer, the clean output of the traced module (``hidden`` = the decoder
 layer, ``mlp`` or ``attn``) is restored at that token in a window of layers around the layer::
 
@@ -32,12 +32,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .corruption import Corrupted, GaussianNoise, TokenReplacement
-from .hooks import capture_outputs, edit_outputs, start_at_layer
-from .models import architecture_of, num_layers
-from .plan import layer_window
-from .prompts import Encoded, encode, subject_range, token_strings
-from .trace_metric import Measure
+from locedit.tracing.corruption import Corrupted, GaussianNoise, TokenReplacement
+from locedit.hooks import capture_outputs, edit_outputs, start_at_layer
+from locedit.models import architecture_of, num_layers
+from locedit.plan import layer_window
+from locedit.prompts import Encoded, encode, subject_range, token_strings
+from locedit.tracing.metric import Measure
 
 KINDS = ("hidden", "mlp", "attn")
 
@@ -188,7 +188,7 @@ def restoration_passes(model, arch, runs: Runs, first: int, window: int, max_row
 def result_of(tok, encoded: Encoded, subject: tuple[int, int], first: int, kind: str, window: int,
               scores: np.ndarray, low: float, clean: float, corruption, measure: Measure, contrast: str | None,
               method: str) -> TraceResult:
-    """The :class:`TraceResult` of a traced prompt, exact or attribution (:mod:`locedit.attribution`)."""
+    """The :class:`TraceResult` of a traced prompt, exact or attribution (:mod:`locedit.tracing.attribution`)."""
     return TraceResult(
         scores=scores,
         low=low,
@@ -257,7 +257,7 @@ def restore(model, arch, runs: Runs, configs, start, kind, window, from_token=0,
 
     At each window site (module ``j``, the config's token) the corrupted output is overwritten by
     ``replace(j, rows, corrupted, clean)``; by default the clean output (activation patching).
-    :mod:`locedit.attribution` overwrites it with a leaf tensor equal to the corrupted output, so
+    :mod:`locedit.tracing.attribution` overwrites it with a leaf tensor equal to the corrupted output, so
     the sites are held fixed for each other's gradients. A tensor that is part of an autograd
     graph is copied before it is overwritten, never changed in place."""
     n_layers = len(runs.corrupted_layer_out)
@@ -306,54 +306,3 @@ def restore(model, arch, runs: Runs, configs, start, kind, window, from_token=0,
     with start_at_layer(layers, start, hidden_in, runs.layer_returns_tuple), edit_outputs(model, edits):
         hidden = model.base_model(**batch).last_hidden_state
     return runs.measure.read(hidden, offset=from_token)
-
-
-REFERENCE_MIN_CLEAN = 0.02  # the reference code skips a case whose clean P(o_true) is below this
-
-
-def tracing_effects(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (case_id, layer) tracing effects from a long tracing table (paper §4.1, spec §5).
-
-    The fraction restored at a (token, layer) is (restored − low) / (clean − low): 0 is the
-    corrupted run, 1 the clean one. Under ``prob`` (the paper) it is divided by |clean − low| and
-    clamped at 0; under ``logit_diff`` it keeps its sign (Zhang & Nanda 2024's normalised logit
-    difference: a restoration that moves the metric away from the clean run is negative), and
-    the regressions use it as is. Per (case, layer):
-
-    - ``max_fraction_restored``: max over traced tokens of the fraction, the paper's effect
-      (denominator: the clean value);
-    - ``max_fraction_restored_high``: the same with the reference code's denominator |high − low|
-      (high = max(clean, max restored), ≤ 1 under ``prob``);
-    - ``reference_fraction_restored``: the reference code's effect (belief-localization
-      ``experiments/tracing.py``): ``max_fraction_restored_high`` for cases whose clean
-      P(o_true) ≥ :data:`REFERENCE_MIN_CLEAN`, NaN for the others (it skips them) and under
-      ``logit_diff`` (it measures P only);
-    - ``last_subject_fraction``: the fraction at the last subject token, unclamped;
-    - ``last_subject_effect``: restored − low at the last subject token.
-
-    A table without a ``metric`` column is read as ``prob``.
-
-        >>> t = pd.DataFrame({"case_id": 1, "layer": [0, 0, 1, 1], "token_idx": [1, 2, 1, 2], "first_traced": 1,
-        ...                   "subject_end": 2, "restored": [.3, .1, .05, .2], "low": .1, "clean": .5, "high": .5})
-        >>> tracing_effects(t)[["layer", "max_fraction_restored", "last_subject_fraction"]].round(3).values.tolist()
-        [[0.0, 0.5, 0.5], [1.0, 0.25, -0.125]]
-    """
-    t = table[table.token_idx >= table.first_traced].copy()
-    signed = t.metric.eq("logit_diff") if "metric" in t else pd.Series(False, index=t.index)
-    effect = t.restored - t.low
-
-    def fraction(gap: pd.Series) -> pd.Series:
-        return (effect / gap).where(signed, (effect / gap.abs()).clip(lower=0))
-
-    t["fraction"] = fraction(t.clean - t.low)
-    t["fraction_high"] = fraction(t.high - t.low)
-    t["reference"] = t.fraction_high.where((t.clean >= REFERENCE_MIN_CLEAN) & ~signed)
-    t["effect"] = effect
-    t["signed_fraction"] = (effect / (t.clean - t.low)).where(signed, effect / (t.clean - t.low).abs())
-    keys = ["case_id", "layer"]
-    out = t.groupby(keys).agg(max_fraction_restored=("fraction", "max"),
-                              max_fraction_restored_high=("fraction_high", "max"),
-                              reference_fraction_restored=("reference", "max")).reset_index()
-    last = t[t.token_idx == t.subject_end - 1][keys + ["signed_fraction", "effect"]]
-    last = last.rename(columns={"signed_fraction": "last_subject_fraction", "effect": "last_subject_effect"})
-    return out.merge(last, on=keys, how="left", validate="1:1")

@@ -2,10 +2,10 @@
 side: how far each edit's scores move, how often success flips, and whether the regressions keep
 their finding. Issue 10's rule for making mixed precision the default reads this page.
 
-    python -m locedit.run_agreement docs/results/gemma-3-270m docs/results/gemma-3-270m-mixed \\
+    python -m locedit.results.run_agreement docs/results/gemma-3-270m docs/results/gemma-3-270m-mixed \\
         --out docs/results/precision-agreement.md
 
-Both arguments are results folders (:mod:`locedit.results`). The reference is restricted to the
+Both arguments are results folders (:mod:`locedit.results.build`). The reference is restricted to the
 (method, problem, case, layer) edits the candidate made, so a candidate may rerun a subset of the
 reference's layers or groups; every candidate edit must be in the reference. The regressions of both
 are fitted on those shared edits, with the same bootstrap resamples of cases.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import regressions_with_verdicts
-from .results import load_groups
+from locedit.analysis.regressions import regressions_with_verdicts
+from locedit.results.build import load_groups
 
 KEYS = ["method", "problem", "case_id", "layer"]
 MIN_CASES, MIN_LAYERS = 20, 6  # a "mid-size run" (issue 10)
@@ -145,7 +145,7 @@ def agreement_markdown(reference: Path, candidate: Path, n_boot: int = 1000) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m locedit.run_agreement", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m locedit.results.run_agreement", description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path, help="results folder of the reference run (float32)")
     parser.add_argument("candidate", type=Path, help="results folder of the candidate run (the changed setting)")
     parser.add_argument("--out", type=Path, default=None, help="write the page here (default: print it)")

@@ -13,11 +13,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .analysis import CEILING, FLOOR, MAX_SPREAD, verdict_counts
-from .editing import METHODS
-from .problems import PROBLEMS
+from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, verdict_counts
+from locedit.plan import EDIT_SITES
+from locedit.plan import PROBLEMS
 
-METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
+METHOD_LABELS = {name: m.label for name, m in EDIT_SITES.items()}
 PROBLEM_LABELS = {name: p.label for name, p in PROBLEMS.items()}
 
 
@@ -76,7 +76,7 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, table: int, metric: st
 
 def verdicts_sentence(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
     """The summary's opening: the rewrite-score conditions' bootstrap verdicts counted (the rule of
-    :func:`locedit.analysis.interval_verdict`; the table "Bootstrap 95% intervals" gives each),
+    :func:`locedit.analysis.regressions.interval_verdict`; the table "Bootstrap 95% intervals" gives each),
     then the mean R² as a description beside the paper's Table 3 over the same conditions. No
     verdict is decided from the means.
 
