@@ -6,7 +6,7 @@ import pytest
 
 from locedit.analysis.regressions import (bootstrap_r2, concentrated_cases, edit_strength, fit_three, interval_verdict,
                               layer_correlation, r2_three, regressions, regressions_with_verdicts)
-from locedit.analysis.summary import _intervals, paper_tables, verdicts_sentence
+from locedit.analysis.summary import _intervals, verdict_opening
 
 
 def synthetic(d: float) -> pd.DataFrame:
@@ -167,7 +167,7 @@ def test_a_condition_at_ceiling_is_labelled_not_given_a_verdict():
     table = "\n".join(_intervals(r2.reset_index()))
     assert "Here: holds 1, at ceiling 1 of 2." in table
     assert "| Error Injection | ROME |" in table and "| 100% / 0% | at ceiling |" in table
-    assert "conditions: **holds 1, at ceiling 1**." in verdicts_sentence(r2.reset_index(), paper_tables())
+    assert "conditions of 30 cases: **holds 1, at ceiling 1**." in verdict_opening(r2.reset_index())
 
 
 def test_edit_strength_rule():

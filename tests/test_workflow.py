@@ -146,7 +146,13 @@ def test_smoke_workflow_analysis_and_report(smoke_run):
     summary = (results / "analysis" / "summary.md").read_text()
     assert "## Table 3 — rewrite score" in summary and "| Error Injection |" in summary
     assert ".947/.016/.948/.001" in summary  # the paper's cell beside ours
-    assert "locedit: ROME error injection, rewrite score: R² layer" in done.stdout + done.stderr
+    # the opening: 2 cases decide nothing; the committed full protocol of gemma-3-270m beside, as printed at the end
+    opening = summary.split("## ")[0]
+    assert opening.split("\n\n")[1].startswith("**Verdict.** 2 cases give no verdict: ") and "holds" not in opening
+    assert "**Committed full protocol.** " in opening and "(docs/results/gemma-3-270m/r2.csv): **holds " in opening
+    assert "\n## Committed full protocol (" in summary and "cases, docs/results/gemma-3-270m/r2.csv) — " in summary
+    assert "locedit: 2 cases give no verdict: " in done.stdout + done.stderr
+    assert "Committed full protocol: " in done.stdout + done.stderr
     assert "## Localizations — does the finding depend on how tracing is measured?" in summary
     assert "## Provenance" in summary and "model gemma-3-270m (gemma3_text, PyPI gemma3-270m" in summary
     made = provenance.read(results / "scores.parquet")
@@ -180,13 +186,22 @@ def test_analysis_rebuilt_from_a_results_folder_equals_the_run(smoke_run, tmp_pa
                               env=ENV, cwd=REPO)
         assert done.returncode == 0, done.stderr[-3000:]
     assert (folder / "r2.csv").read_text() == (results / "analysis" / "r2.csv").read_text()
-    assert (folder / "summary.md").read_text() == (results / "analysis" / "summary.md").read_text()
+    # the run's summary also has the committed full protocol's verdicts (the workflow's input); the rebuild not
+    assert (folder / "summary.md").read_text() == without_committed((results / "analysis" / "summary.md").read_text())
     assert (folder / "localizations.csv").read_text() == (results / "analysis" / "localizations.csv").read_text()
     assert len(list((folder / "figures").glob("*.png"))) == 9
     assert len(list((folder / "figures" / "localizations").glob("*.png"))) == 6
     r2 = pd.read_csv(folder / "r2.csv")
     assert r2.r2_layer_lo.le(r2.r2_layer_hi).all()  # 2 cases: no verdict, or the edit-strength label instead
     assert set(r2.verdict) <= {"saturated", "too few cases", "at ceiling", "at floor"}
+
+
+def without_committed(summary: str) -> str:
+    """A summary.md without the committed full protocol's paragraph and section (what a rebuild
+    from a results folder, which is given no committed folder, writes)."""
+    sections = summary.split("\n## ")
+    kept = [part for part in sections if not part.startswith("Committed full protocol (")]
+    return "\n\n".join(p for p in "\n## ".join(kept).split("\n\n") if not p.startswith("**Committed full protocol.**"))
 
 
 @pytest.mark.workflow
@@ -364,7 +379,7 @@ def test_killed_key_statistics_resume_to_the_same_moments(copied_run, smoke_run)
 
 @pytest.mark.workflow
 def test_an_unfinished_run_restored_elsewhere_reruns_only_what_is_missing(tiny_run, tmp_path):
-    """`python -m locedit.results.unfinished` stash → fresh folder → model and statistics → restore: the
+    """`python -m locedit.results stash` → fresh folder → model and statistics → restore: the
     workflow plans only the jobs whose outputs were not stashed (here one edit job and what follows)."""
     results, model = tiny_run
     unfinished = tmp_path / "unfinished-run"
@@ -372,7 +387,7 @@ def test_an_unfinished_run_restored_elsewhere_reruns_only_what_is_missing(tiny_r
     for dropped in ("scores.parquet", "editing/rome/fact_forcing/shard0.parquet"):
         (unfinished / dropped).unlink()
     stash = tmp_path / "stash"
-    python = [sys.executable, "-m", "locedit.results.unfinished"]
+    python = [sys.executable, "-m", "locedit.results"]
     done = subprocess.run([*python, "stash", str(unfinished), str(stash), "--model", "models/tiny-llama"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]

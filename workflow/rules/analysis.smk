@@ -1,11 +1,20 @@
 # Analysis: regressions with the paper's tables beside them, figures, report captions.
 
+# The committed full-protocol results of this model, whose verdicts summary.md shows beside this
+# run's: docs/results/<model slug>/r2.csv of this checkout (locedit.analysis.summary.committed_folder);
+# none for a model without committed results.
+_COMMITTED_R2 = os.path.join(
+    workflow.basedir, "docs", "results", model_slug(config["model"]["name"]), "r2.csv"
+)
+COMMITTED_R2 = [_COMMITTED_R2] if os.path.exists(_COMMITTED_R2) else []
+
 
 rule regressions:
     input:
         scores=rules.scores.output[0],
         trace=main_table("mlp", config["editing"]["effect_window"]),
         effects=list(effect_tables().values()),
+        committed=COMMITTED_R2,
     output:
         r2=report(
             f"{RUN}/analysis/r2.csv",
