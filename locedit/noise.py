@@ -1,45 +1,136 @@
-"""Subject noise: the draw used to corrupt subject embeddings, and the noise level σ.
+"""Subject noise: σ-scaled Gaussian noise added to the embedding-layer output at subject tokens,
+as one value (:class:`SubjectNoise`) with one random-generator policy, and the noise level σ.
 
-The draw is exactly the ROME reference's, so traces are comparable number for number::
+Every site that noises subjects (tracing's corrupted samples, noised targets, an edit's
+optimisation under fact forcing, its evaluation, essence perplexities) follows the policy of
+:class:`SubjectNoise`; all but tracing install it with :func:`noised_subjects`::
 
-    >>> subject_noise(samples=10, n_tokens=3, d_model=640, sigma=0.1, seed=1).shape
+    >>> noise = SubjectNoise(sigma=0.1, seed=1)            # fresh=False: the same noise every pass
+    >>> with noised_subjects(model, [(1, 3), None, (0, 2)], noise):     # doctest: +SKIP
+    ...     model(**batch)           # rows 0 and 2 noised at their subject tokens, row 1 not
+    >>> noise.draw(samples=10, n_tokens=3, d_model=640).shape           # tracing's sample set
     (10, 3, 640)
 
-and σ is either a constant or ``factor × std`` of the embedding-layer outputs of the knowns'
-subjects (the paper's 3σ rule, paper-spec §4.4).
+The draw is exactly the ROME reference's, so traces are comparable number for number, and σ is
+either a constant or ``factor × std`` of the embedding-layer outputs of the knowns' subjects
+(the paper's 3σ rule, paper-spec §4.4; :func:`embedding_std`).
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from locedit.hooks import edit_outputs
 from locedit.models import architecture_of
 
-
-def subject_noise(samples: int, n_tokens: int, d_model: int, sigma: float, seed: int = 1) -> np.ndarray:
-    """``RandomState(seed).randn(samples, n_tokens, d_model) * sigma``, fresh for every call."""
-    return np.random.RandomState(seed).randn(samples, n_tokens, d_model) * sigma
+Span = tuple[int, int]
 
 
-def add_noise(hidden: torch.Tensor, start: int, noise: torch.Tensor) -> torch.Tensor:
-    """``hidden`` plus ``noise`` [rows, n, d] at positions ``[start, start + n)``, as a new tensor.
+@dataclass(frozen=True)
+class SubjectNoise:
+    """``σ·N(0, 1)`` at subject tokens, by one policy: every case owns a generator
+    ``RandomState(seed)``, and its rows draw from it in row order, ``randn(e - b, d) * σ`` for a
+    row whose subject is tokens ``[b, e)`` (a row without one draws nothing).
 
-    ``hidden`` may hold several copies of the noised rows (copy-major, as a batch of restorations
-    does): the noise is broadcast over the copies, not repeated. It is cast to ``hidden``'s dtype
-    and added there, as ``hidden[:, start:start + n] += noise.to(hidden.dtype)`` per copy would.
+    ``fresh=False`` re-seeds every case's generator at every forward pass: a prompt sees the same
+    noise in every pass, before and after an edit (evaluation, noised targets, tracing).
+    ``fresh=True`` seeds it once, when the noise is installed, and lets it advance: every pass of an
+    optimisation draws new noise. A batch of edits gives each case its own generator, so a case
+    draws as if it were alone; each prompt row of an evaluation is a case of its own.
+
+    numpy's legacy stream does not depend on how it is cut: ``randn(samples, n, d)`` in one call
+    equals ``samples`` rows of ``randn(n, d)`` drawn one after another (:meth:`draw`).
     """
-    rows, n, d = noise.shape
-    hidden = hidden.clone(memory_format=torch.contiguous_format)
-    hidden[:, start : start + n].view(-1, rows, n, d).add_(noise.to(hidden.dtype))
-    return hidden
+
+    sigma: float
+    seed: int = 1
+    fresh: bool = False
+
+    def draw(self, samples: int, n_tokens: int, d_model: int) -> np.ndarray:
+        """The noise of one case's ``samples`` rows with an ``n_tokens``-token subject (tracing's
+        sample set), ``RandomState(seed).randn(samples, n_tokens, d_model) * σ``, [samples, n, d]."""
+        return np.random.RandomState(self.seed).randn(samples, n_tokens, d_model) * self.sigma
 
 
-def add_noise_hook(start: int, noise: torch.Tensor):
-    """An edit function (for :func:`locedit.hooks.edit_outputs`) applying :func:`add_noise`."""
-    return lambda _name, hidden: add_noise(hidden, start, noise)
+class _NoiseHook:
+    """The edit function (:func:`locedit.hooks.edit_outputs`) of :func:`noised_subjects`.
+
+    The values are those of one ``randn(e - b, d) * σ`` per row; what reaches the device is
+    cheaper: a pass's draws go in one copy, and under ``fresh=False`` (the same noise every pass)
+    they are drawn and copied once per dtype and device.
+    """
+
+    def __init__(self, rows: Sequence[Span | None], noise: SubjectNoise, cases: Sequence[int]):
+        self.noise = noise
+        self.all_rows, self.all_cases = list(rows), list(cases)
+        if len(self.all_cases) != len(self.all_rows):
+            raise ValueError(f"{len(self.all_rows)} rows but {len(self.all_cases)} cases")
+        self.generators = self._seeded()  # fresh=True: one per case for the hook's life
+        self.only(range(len(self.all_rows)))
+
+    def only(self, picked: Sequence[int] | torch.Tensor) -> None:
+        """From the next pass on, the batch holds only rows ``picked`` (indices into the rows, in
+        order): a case whose rows are left out draws nothing (a stopped case in an optimisation)."""
+        picked = picked.tolist() if isinstance(picked, torch.Tensor) else list(picked)
+        self.spans = [(row, *self.all_rows[i], self.all_cases[i]) for row, i in enumerate(picked)
+                      if self.all_rows[i] is not None]
+        self.fixed: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def _seeded(self) -> defaultdict[int, np.random.RandomState]:
+        return defaultdict(lambda: np.random.RandomState(self.noise.seed))
+
+    def _block(self, d: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if not self.noise.fresh and (dtype, device) in self.fixed:
+            return self.fixed[dtype, device]
+        generators = self.generators if self.noise.fresh else self._seeded()
+        draws = np.concatenate([generators[case].randn(e - b, d) * self.noise.sigma for _, b, e, case in self.spans])
+        block = torch.from_numpy(draws).to(device, dtype)
+        if not self.noise.fresh:
+            self.fixed[dtype, device] = block
+        return block
+
+    def __call__(self, _name: str, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.spans:
+            return hidden
+        block = self._block(hidden.shape[-1], hidden.dtype, hidden.device)
+        hidden = hidden.clone()
+        offset = 0
+        for row, b, e, _ in self.spans:
+            hidden[row, b:e] += block[offset : offset + e - b]
+            offset += e - b
+        return hidden
+
+
+@contextmanager
+def noised_subjects(model: nn.Module, rows: Sequence[Span | None], noise: SubjectNoise | None,
+                    cases: Sequence[int] | torch.Tensor | None = None) -> Iterator[_NoiseHook | None]:
+    """During the block, ``noise`` is added to the embedding-layer output of each batch row ``r``
+    at its subject tokens ``rows[r]`` (None: no subject, no noise); ``cases[r]`` is the case whose
+    generator row ``r`` draws from (default: one case, every row drawing in row order).
+
+    Yields the installed hook (None without ``noise``: nothing is added); ``hook.only(picked)``
+    says that the next passes run only rows ``picked`` of ``rows``::
+
+        >>> with noised_subjects(model, ranges, SubjectNoise(0.5, fresh=True), cases) as hook:  # doctest: +SKIP
+        ...     for step in range(steps):   # a new draw every step, each case from its own generator
+        ...         hook.only(active_rows)
+        ...         loss = ...
+    """
+    if noise is None:
+        yield None
+        return
+    cases = [0] * len(rows) if cases is None else cases.tolist() if isinstance(cases, torch.Tensor) else list(cases)
+    hook = _NoiseHook(rows, noise, cases)
+    with edit_outputs(model, {architecture_of(model).embedding: hook}):
+        yield hook
 
 
 @torch.no_grad()
@@ -55,49 +146,3 @@ def embedding_std(model: nn.Module, tok, subjects: list[str]) -> float:
         ids = tok(subject, add_special_tokens=False)["input_ids"]
         chunks.append(embed(torch.tensor([ids], device=device))[0].float().cpu())
     return float(torch.cat(chunks).std())
-
-
-def row_noise_hook(
-    ranges: list[tuple[int, int] | None],
-    sigma: float,
-    rng: np.random.RandomState | list[np.random.RandomState] | None = None,
-    seed: int = 1,
-):
-    """An edit function adding ``σ·N(0,1)`` at each row's own subject token range.
-
-    Rows whose range is None (prompts without the subject) get none. With a persistent ``rng``
-    every forward pass draws fresh noise (during an edit); a list gives each row its own
-    generator (a batch of edits: each case draws from its own, in row order, as if alone).
-    Without one, each row's noise is ``RandomState(seed)`` drawn afresh, so the same prompt sees
-    the same noise before and after an edit (evaluation).
-
-    The values are those of one ``randn(e - b, d) * σ`` per row, in row order; what reaches the
-    device is cheaper: fresh draws go in one copy per forward pass, and the ``RandomState(seed)``
-    draw of a span length is made and copied once for every row and pass of the hook.
-    """
-    seeded: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
-
-    def add(_name: str, hidden: torch.Tensor) -> torch.Tensor:
-        hidden = hidden.clone()
-        spans = [(row, *span) for row, span in enumerate(ranges) if span is not None]
-        d = hidden.shape[-1]
-        if rng is None:
-            for row, b, e in spans:
-                key = (e - b, hidden.dtype, hidden.device)
-                if key not in seeded:
-                    draw = np.random.RandomState(seed).randn(e - b, d) * sigma
-                    seeded[key] = torch.from_numpy(draw).to(hidden.device, hidden.dtype)
-                hidden[row, b:e] += seeded[key]
-            return hidden
-        if not spans:
-            return hidden
-        sources = rng if isinstance(rng, list) else [rng] * len(ranges)
-        draws = np.concatenate([sources[row].randn(e - b, d) * sigma for row, b, e in spans])
-        block = torch.from_numpy(draws).to(hidden.device, hidden.dtype)
-        offset = 0
-        for row, b, e in spans:
-            hidden[row, b:e] += block[offset : offset + e - b]
-            offset += e - b
-        return hidden
-
-    return add

@@ -15,7 +15,6 @@ import torch
 
 from locedit.hooks import edit_outputs
 from locedit.models import architecture_of, num_layers
-from locedit.noise import subject_noise
 from locedit.prompts import encode, subject_range
 from locedit.plan import layer_window
 
@@ -30,7 +29,7 @@ def plain_trace(model, tok, prompt, subject, target, kind, window, samples=10, s
     device = next(model.parameters()).device
     if replacement_ids is None:
         rows = [enc.ids] * (samples + 1)
-        draw = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, sigma, seed))
+        draw = torch.from_numpy(np.random.RandomState(seed).randn(samples, e - b, model.config.hidden_size) * sigma)
     else:
         rows = [enc.ids, list(replacement_ids) + enc.target_ids]
         draw = None

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from locedit.noise import subject_noise
+from locedit.noise import SubjectNoise
 from locedit.tracing.corruption import GaussianNoise, TokenReplacement
 from locedit.prompts import subject_range
 from locedit.plan import layer_window
@@ -35,9 +35,9 @@ def test_window_rejects_a_layer_outside_the_model():
 
 def test_noise_is_the_reference_draw_and_fresh_per_call():
     expected = np.random.RandomState(1).randn(10, 3, 8) * 0.094
-    np.testing.assert_array_equal(subject_noise(10, 3, 8, 0.094, seed=1), expected)
-    np.testing.assert_array_equal(subject_noise(10, 3, 8, 0.094, seed=1), expected)
-    assert not np.array_equal(subject_noise(10, 3, 8, 0.094, seed=2), expected)
+    np.testing.assert_array_equal(SubjectNoise(0.094, seed=1).draw(10, 3, 8), expected)
+    np.testing.assert_array_equal(SubjectNoise(0.094, seed=1).draw(10, 3, 8), expected)
+    assert not np.array_equal(SubjectNoise(0.094, seed=2).draw(10, 3, 8), expected)
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from locedit.hooks import edit_outputs
-from locedit.models import architecture_of
-from locedit.noise import row_noise_hook
+from locedit.noise import SubjectNoise, noised_subjects
 from locedit.prompts import Encoded, gather_target_log_probs, pad_batch, subject_range, subject_span
 
 ESSENCE_PROMPT = "{} is a"
@@ -43,7 +41,8 @@ def essence_texts(model: nn.Module, tok, subject: str, n_texts: int = 5, max_new
 @torch.no_grad()
 def perplexities(model: nn.Module, tok, texts: list[str], subject: str | None = None, sigma: float | None = None,
                  seed: int = 1) -> np.ndarray:
-    """Perplexity of each text; with ``sigma``, subject noise at the subject's tokens (fact forcing).
+    """Perplexity of each text; with ``sigma``, subject noise at the subject's tokens (fact forcing):
+    ``SubjectNoise(sigma, seed)``, each text drawing as if alone, the same before and after an edit.
 
     One text per pass: unembedding every position of a 100-token text against a 262k vocabulary
     is ~100 MB of logits per row.
@@ -56,11 +55,9 @@ def perplexities(model: nn.Module, tok, texts: list[str], subject: str | None = 
             out.append(1.0)
             continue
         encoded = Encoded(ids[:1], ids[1:])
-        edits = {}
-        if sigma is not None and subject_span(text, subject):
-            edits[architecture_of(model).embedding] = row_noise_hook([subject_range(tok, text, subject)], sigma,
-                                                                     seed=seed)
-        with edit_outputs(model, edits):
+        noised = sigma is not None and subject_span(text, subject)
+        span = subject_range(tok, text, subject) if noised else None
+        with noised_subjects(model, [span], SubjectNoise(sigma, seed) if noised else None):
             logp = gather_target_log_probs(model, pad_batch([ids], tok.pad_token_id, device), [encoded])
         out.append(float(torch.exp(-logp[0] / (len(ids) - 1))))
     return np.array(out)

@@ -2,8 +2,9 @@
 
 For every prompt, P(target) and P(baseline) over the whole target are recorded, raw, so any
 score can be derived downstream. Under fact forcing every prompt that contains the subject gets
-subject noise at its own subject tokens, drawn afresh from ``RandomState(seed)`` per prompt, so a
-prompt sees the same noise before and after an edit::
+subject noise at its own subject tokens, ``SubjectNoise(σ, seed)`` with every row a case of its own
+(:mod:`locedit.noise`): each row draws from ``RandomState(seed)`` as if alone, so a prompt sees the
+same noise before and after an edit, whatever shares its batch::
 
     >>> evaluate(model, tok, request).columns.tolist()                 # doctest: +SKIP
     ['prompt_type', 'prompt_idx', 'prompt', 'p_target', 'p_baseline', 'ppl']
@@ -29,9 +30,9 @@ from torch import nn
 
 from locedit.editing.case_updates import CaseUpdates, rows_updated, select_cases
 from locedit.editing.essence import perplexities
-from locedit.hooks import LayerInput, edit_outputs, layer_inputs, run_from
+from locedit.hooks import LayerInput, layer_inputs, run_from
 from locedit.models import architecture_of
-from locedit.noise import row_noise_hook
+from locedit.noise import SubjectNoise, noised_subjects
 from locedit.editing.problems import EditRequest
 from locedit.prompts import Encoded, encode, logits_at, pad_batch, subject_range, subject_span
 
@@ -72,17 +73,16 @@ def evaluate_cases(model: nn.Module, tok, requests: list[EditRequest], updates: 
                 span = subject_range(tok, text, req.subject) if subject_span(text, req.subject) else None
                 readouts.add_prompt(encode(tok, text, req.target), encode(tok, text, req.baseline), span, c)
         batch = pad_batch([e.ids for e in readouts.encoded], tok.pad_token_id, device)
-        edits = {}
         sigma = chunk[0].sigma
-        if sigma is not None:  # the same draw for a prompt's rows (seeded per row)
-            edits[arch.embedding] = row_noise_hook(readouts.ranges, sigma, seed=seed)
+        noise = SubjectNoise(sigma, seed) if sigma is not None else None
+        rows_alone = range(len(readouts.ranges))  # every row a case of its own: the same draw for a prompt's rows
         chunk_updates = select_cases(updates or {}, list(range(first, first + len(chunk))))
         cached = None
         if lower is not None and start > 0:
-            with edit_outputs(model, edits):
+            with noised_subjects(model, readouts.ranges, noise, rows_alone):
                 cached = lower.layer_input(index, batch, start, lambda: layer_inputs(model, arch.layers, batch))
         row_case = torch.tensor(readouts.row_case, device=device)
-        with run_from(model, arch.layers, cached), edit_outputs(model, edits), \
+        with run_from(model, arch.layers, cached), noised_subjects(model, readouts.ranges, noise, rows_alone), \
                 rows_updated(model, chunk_updates, row_case):
             probs = readouts.log_probs(model, batch).exp().view(-1, 2).cpu().numpy()
         offset = 0

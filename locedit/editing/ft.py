@@ -4,7 +4,9 @@
 
 Adam on the weight and bias of the down-projection of every edited layer; after each step every
 parameter is clamped to ±``norm_constraint`` around its original value (an L∞ ball). Loss:
-−Σ_rows log P(target | prompt), or P(target) itself when minimising (fact erasure). A step is
+−Σ_rows log P(target | prompt), or P(target) itself when minimising (fact erasure); under fact
+forcing ``noise_samples`` rows of the prompt, with new subject noise every step
+(``SubjectNoise(σ, seed, fresh=True)``, one generator per case). A step is
 taken only while the loss is ≥ 1e-2, and (except when minimising) training stops once the loss
 has stayed below 1e-2 for 5 consecutive steps.
 """
@@ -13,19 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from locedit.hooks import LayerInput, edit_outputs, layer_input, run_from
+from locedit.hooks import LayerInput, layer_input, run_from
 from locedit.models import architecture_of
 from locedit.prompts import gather_target_log_probs
 from locedit.editing.problems import EditRequest
-from locedit.noise import row_noise_hook
+from locedit.noise import SubjectNoise, noised_subjects
 from locedit.editing.precision import optimisation_model
 from locedit.editing.apply import Deltas, deltas_since, frozen, preserved
 from locedit.editing.case_updates import CaseUpdates, Dense, rows_updated
-from locedit.editing.rows import case_generators, case_rows, prompt_batch
+from locedit.editing.rows import case_rows, prompt_batch
 from locedit.editing.hparams import FT_DEFAULTS
 
 LOSS_FLOOR = 1e-2
@@ -40,19 +41,18 @@ def finetune(model: nn.Module, tok, request: EditRequest, layers: list[int], hpa
     names = [n for i in layers for n, _ in model.get_submodule(arch.down_proj(i)).named_parameters(prefix=arch.down_proj(i))]
     rows_per_step = hp["noise_samples"] if request.sigma is not None else 1
     rows = prompt_batch(tok, [request.prompt] * rows_per_step, request.subject, request.target, device)
-    noise = {}
-    if request.sigma is not None:
-        noise[arch.embedding] = row_noise_hook(rows.subject_ranges, request.sigma, rng=np.random.RandomState(seed))
-    cached = layer_input(model, arch.layers, rows.batch, min(layers)) if hp["upper_only"] and not noise else None
+    noise = SubjectNoise(request.sigma, seed, fresh=True) if request.sigma is not None else None
+    cached = layer_input(model, arch.layers, rows.batch, min(layers)) if hp["upper_only"] and noise is None else None
 
     params = [model.get_parameter(n) for n in names]
-    with preserved(model, names), frozen(model, except_names=tuple(names)):
+    with preserved(model, names), frozen(model, except_names=tuple(names)), \
+            noised_subjects(model, rows.subject_ranges, noise):  # new noise every step
         originals = {n: p.detach().clone() for n, p in zip(names, params)}
         optimizer = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0))
         eps = hp["norm_constraint"]
         calm = 0
         for _ in range(hp["steps"]):
-            with run_from(model, arch.layers, cached), edit_outputs(model, noise):
+            with run_from(model, arch.layers, cached):
                 nll = -gather_target_log_probs(model, rows.batch, rows.encoded).sum()
             loss = torch.exp(-nll) if request.minimize else nll
             if loss.item() >= LOSS_FLOOR:
@@ -91,7 +91,6 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     rows_per_step = hp["noise_samples"] if sigma is not None else 1
     rows = case_rows(tok, requests, [[r.prompt] * rows_per_step for r in requests],
                      [r.target for r in requests], device)
-    generators = case_generators(rows.case, seed)
     cached = layer_input(model, arch.layers, rows.rows.batch, min(layers)) if hp["upper_only"] and sigma is None else None
 
     updates: CaseUpdates = {}
@@ -110,7 +109,8 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
     active = torch.ones(n_cases, dtype=torch.bool, device=device)
     calm = torch.zeros(n_cases, dtype=torch.long, device=device)
     minimize = requests[0].minimize
-    with frozen(model):
+    noise = SubjectNoise(sigma, seed, fresh=True) if sigma is not None else None
+    with frozen(model), noised_subjects(model, rows.rows.subject_ranges, noise, rows.case) as noised:
         for _ in range(hp["steps"]):
             if not active.any():
                 break
@@ -119,15 +119,12 @@ def finetune_cases(model: nn.Module, tok, requests: list[EditRequest], layers: l
             picked = active[rows.case].nonzero()[:, 0]
             local_case = torch.searchsorted(cases, rows.case[picked])
             batch = {k: v[picked] for k, v in rows.rows.batch.items()}
-            edits = {}
-            if sigma is not None:
-                edits[arch.embedding] = row_noise_hook([rows.rows.subject_ranges[i] for i in picked.tolist()], sigma,
-                                                       rng=[generators[i] for i in picked.tolist()])
+            if noised is not None:
+                noised.only(picked)
             start = None if cached is None or cached.hidden is None else \
                 LayerInput(cached.start, cached.hidden[picked], cached.returns_tuple)
             step_updates = {name: u.select(cases) for name, u in updates.items()}
-            with run_from(model, arch.layers, start), edit_outputs(model, edits), \
-                    rows_updated(model, step_updates, local_case):
+            with run_from(model, arch.layers, start), rows_updated(model, step_updates, local_case):
                 row_lp = gather_target_log_probs(model, batch, [rows.rows.encoded[i] for i in picked.tolist()])
             nll = -torch.zeros(len(cases), device=device).index_add(0, local_case, row_lp)
             loss = torch.full((n_cases,), torch.inf, device=device)

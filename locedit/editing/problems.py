@@ -21,9 +21,7 @@ from typing import Any
 
 import torch
 
-from locedit.hooks import edit_outputs
-from locedit.models import architecture_of
-from locedit.noise import add_noise_hook, subject_noise
+from locedit.noise import SubjectNoise, noised_subjects
 from locedit.plan import PROBLEMS, Problem
 from locedit.prompts import logits_at, subject_range
 
@@ -78,16 +76,16 @@ def noised_targets(model, tok, prompt: str, subject: str, sigma: float, new_toke
 
     ``o_noise``: the greedy continuation (``new_tokens`` tokens, cut at the first punctuation or
     line break; the first token when that leaves nothing) of the prompt with σ-noise on the subject
-    embeddings (one draw, ``RandomState(seed)``). ``ff_baseline``: the argmax next token of the
-    softmax averaged over ``samples`` noise draws (the reference's fact-forcing baseline).
+    embeddings (``SubjectNoise(sigma, seed)``: one row, the same draw at every generated token).
+    ``ff_baseline``: the argmax next token of the softmax averaged over ``samples`` noised rows
+    (one case's rows, the first of them o_noise's draw; the reference's fact-forcing baseline).
     """
-    embedding = architecture_of(model).embedding
     device = next(model.parameters()).device
-    b, e = subject_range(tok, prompt, subject)
+    noise = SubjectNoise(sigma, seed)
+    span = subject_range(tok, prompt, subject)
     ids = tok(prompt)["input_ids"]
     generated: list[int] = []
-    one = torch.from_numpy(subject_noise(1, e - b, model.config.hidden_size, sigma, seed)).to(device)
-    with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(b, one)}):
+    with torch.no_grad(), noised_subjects(model, [span], noise):
         for _ in range(new_tokens):  # no KV cache: every step re-noises the same prompt identically
             x = torch.tensor([ids + generated], device=device)
             batch = {"input_ids": x, "attention_mask": torch.ones_like(x)}
@@ -95,11 +93,10 @@ def noised_targets(model, tok, prompt: str, subject: str, sigma: float, new_toke
             generated.append(int(logits[0].argmax()))
     continuation = tok.decode(generated, skip_special_tokens=True)
     o_noise = _cut(continuation) or tok.decode(generated[:1]).strip() or continuation
-    many = torch.from_numpy(subject_noise(samples, e - b, model.config.hidden_size, sigma, seed)).to(device)
     x = torch.tensor([ids] * samples, device=device)
     batch = {"input_ids": x, "attention_mask": torch.ones_like(x)}
     last = torch.full((samples,), len(ids) - 1, device=device)
-    with torch.no_grad(), edit_outputs(model, {embedding: add_noise_hook(b, many)}):
+    with torch.no_grad(), noised_subjects(model, [span] * samples, noise):
         probs = torch.softmax(logits_at(model, batch, torch.arange(samples, device=device), last).float(), -1)
     ff_token = int(probs.mean(0).argmax())
     return {"o_noise": o_noise, "o_noise_tokens": continuation, "ff_baseline": tok.decode([ff_token]).strip(),

@@ -6,21 +6,21 @@ the batched methods read at each row's last subject token.
     >>> states[down, "in"].shape          # one key per row (the down-projection's input)          # doctest: +SKIP
     torch.Size([4, 2048])
 
-Noise (fact forcing) is drawn per case from its own generator in the order the case alone would
-draw it, so a case's result does not depend on which cases share its batch.
+Noise (fact forcing) is :class:`locedit.noise.SubjectNoise` with every request a case: each draws
+from its own generator in the order it would alone, so a case's result does not depend on which
+cases share its batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
-from locedit.hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
+from locedit.hooks import capture_inputs, capture_outputs, forward_until
 from locedit.models import architecture_of
-from locedit.noise import row_noise_hook
+from locedit.noise import SubjectNoise, noised_subjects
 from locedit.editing.problems import EditRequest
 from locedit.prompts import Encoded, encode, pad_batch, subject_range
 from locedit.editing.case_updates import CaseUpdates, rows_updated
@@ -84,20 +84,14 @@ def case_rows(tok, requests: list[EditRequest], texts: list[list[str]], targets:
     return CaseRows(stack_batches(parts, tok.pad_token_id), case)
 
 
-def case_generators(case: torch.Tensor, seed: int) -> list[np.random.RandomState]:
-    """One ``RandomState(seed)`` per case, listed per row (the generator of the row's case)."""
-    per_case = [np.random.RandomState(seed) for _ in range(int(case.max()) + 1)] if len(case) else []
-    return [per_case[c] for c in case.tolist()]
-
-
 @torch.no_grad()
 def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (), outputs_of: list[str] = (),
                       sigma: float | None = None, updates: CaseUpdates | None = None, seed: int = 1) -> dict:
     """Inputs / outputs of modules at each row's last subject token, ``{(name, "in"|"out"): [rows, d]}``.
 
     With ``sigma`` the mean over :data:`NOISED_STATE_SAMPLES` draws of subject noise at each row's
-    own subject tokens (copies of the batch one after another, each case drawing from its own
-    ``RandomState(seed)``, so a case draws the same noise whatever shares its batch).
+    own subject tokens (copies of the batch one after another, ``SubjectNoise(sigma, seed)`` with
+    each request a case: it draws the same noise whatever shares its batch).
     ``updates`` (per-case, per-row) are in place during the pass, which stops at the deepest
     layer the named modules sit in.
     """
@@ -105,12 +99,10 @@ def states_at_subject(model: nn.Module, rows: CaseRows, inputs_of: list[str] = (
     batch = {k: v.repeat(copies, 1) for k, v in rows.rows.batch.items()}
     lookup = rows.rows.lookup.repeat(copies)
     row_case = rows.case.repeat(copies)
-    edits = {}
-    if sigma is not None:
-        edits[architecture_of(model).embedding] = row_noise_hook(rows.rows.subject_ranges * copies, sigma,
-                                                                 rng=case_generators(row_case, seed))
+    noise = SubjectNoise(sigma, seed) if sigma is not None else None
     with rows_updated(model, updates or {}, row_case), capture_inputs(model, list(inputs_of)) as seen_in, \
-            capture_outputs(model, list(outputs_of)) as seen_out, edit_outputs(model, edits):
+            capture_outputs(model, list(outputs_of)) as seen_out, \
+            noised_subjects(model, rows.rows.subject_ranges * copies, noise, row_case):
         forward_until(model, batch, architecture_of(model).last_layer_for([*inputs_of, *outputs_of]))
     picked = torch.arange(len(lookup), device=lookup.device)
     out = {}

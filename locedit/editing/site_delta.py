@@ -16,8 +16,9 @@ their output is computed once (``upper_only``, :func:`locedit.hooks.layer_input`
 before the last subject token do not change either (δ is added there and attention is causal):
 with ``shared_prefix`` their keys and values are computed once (:class:`SharedPrefix`, shared by
 every row of every case) and each step runs only the columns from the first edited position on.
-Under fact forcing the subject noise changes every step, so every layer runs, over the columns
-from the subject's first token on. Both off is the plain loop they are tested against.
+Under fact forcing the subject noise changes every step (``SubjectNoise(σ, seed, fresh=True)``,
+each case drawing from its own generator), so every layer runs, over the columns from the subject's
+first token on. Both off is the plain loop they are tested against.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from transformers import DynamicCache
 
 from locedit.hooks import edit_outputs, layer_input, run_from
 from locedit.models import architecture_of
-from locedit.noise import row_noise_hook
+from locedit.noise import SubjectNoise, noised_subjects
 from locedit.editing.precision import optimisation_model
 from locedit.editing.problems import EditRequest
 from locedit.prompts import logits_at
 from locedit.editing.apply import frozen
-from locedit.editing.rows import PromptBatch, case_generators, case_rows, prompt_batch, stack_batches, states_at_subject
+from locedit.editing.rows import PromptBatch, case_rows, prompt_batch, stack_batches, states_at_subject
 
 
 @dataclass
@@ -126,15 +127,13 @@ def optimize_site_deltas(
         prefix = SharedPrefix.build(model, rows, tok.pad_token_id, first_changed.to(device))
     offsets = prefix.offsets if prefix is not None else torch.zeros_like(rows.lookup)
     columns = rows.lookup + offsets
-    edits = {}
-    if sigma is not None:
-        shifted = [(b + o, e + o) for (b, e), o in zip(rows.subject_ranges, offsets.tolist())]
-        edits[arch.embedding] = row_noise_hook(shifted, sigma, rng=case_generators(row_case, seed))
+    noise = SubjectNoise(sigma, seed, fresh=True) if sigma is not None else None
+    shifted = [(b + o, e + o) for (b, e), o in zip(rows.subject_ranges, offsets.tolist())]
 
     def inputs() -> dict:
         return prefix.inputs(model) if prefix is not None else rows.batch
 
-    cached = layer_input(model, arch.layers, inputs(), site_layer) if hparams["upper_only"] and not edits else None
+    cached = layer_input(model, arch.layers, inputs(), site_layer) if hparams["upper_only"] and noise is None else None
     targets = _TargetPositions(rows, kl_rows, offsets, row_case)
 
     delta = torch.zeros(n_cases, model.config.hidden_size, device=device, requires_grad=True)
@@ -152,9 +151,9 @@ def optimize_site_deltas(
 
     minimize = requests[0].minimize
     kl_init = None
-    with frozen(model):
+    with frozen(model), noised_subjects(model, shifted, noise, row_case):  # new noise every step
         for step in range(hparams["v_steps"]):
-            with run_from(model, arch.layers, cached), edit_outputs(model, {**edits, site: add_delta}):
+            with run_from(model, arch.layers, cached), edit_outputs(model, {site: add_delta}):
                 nll, kl_logits = targets.nll_and_kl_logits(model, inputs())
             kl_logp = torch.log_softmax(kl_logits.float(), dim=-1)
             if kl_init is None:

@@ -3,7 +3,9 @@
 Two are implemented (``tracing.corruption``):
 
 - ``gaussian`` (the paper, Meng et al. 2022): ``samples`` rows, each with σ-scaled Gaussian noise
-  added to the embedding-layer output at the subject tokens (the reference code's draw);
+  added to the embedding-layer output at the subject tokens: the rows of one case of
+  :class:`locedit.noise.SubjectNoise` (``RandomState(seed)``, rows in order; the reference code's
+  draw), the same in every pass of a trace;
 - ``str``, symmetric token replacement (Zhang & Nanda, ICLR 2024): one row whose subject tokens
   are those of another CounterFact subject of the same relation with as many tokens and another
   answer, so the corrupted run is an in-distribution prompt whose answer is the partner's.
@@ -35,7 +37,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from locedit.noise import add_noise, subject_noise
+from locedit.noise import SubjectNoise
 from locedit.prompts import subject_range
 from locedit.tracing.metric import answer_token
 
@@ -63,7 +65,10 @@ class Corrupted:
         of any number of copies of them (copy-major), or None when no noise falls there.
 
         The noise stays where :meth:`GaussianNoise.corrupt` put it, on the model's device: every
-        pass of a trace adds the same tensor (cast once per dtype), broadcast over its copies."""
+        pass of a trace adds the same tensor (cast once per dtype), broadcast over its copies. This
+        is tracing's own hook, not :func:`locedit.noise.noised_subjects`: the noise is the same
+        (``fresh=False``), but a trace's passes cover a window of positions, and many copies of
+        the samples (restorations) share one draw."""
         if self.noise is None:
             return None
         b, e = self.subject
@@ -75,14 +80,28 @@ class Corrupted:
         def add(_name: str, hidden: torch.Tensor) -> torch.Tensor:
             if hidden.dtype not in self._cast:
                 self._cast[hidden.dtype] = self.noise.to(hidden.dtype)
-            return add_noise(hidden, lo - start, self._cast[hidden.dtype][:, lo - b : hi - b])
+            return _add_noise(hidden, lo - start, self._cast[hidden.dtype][:, lo - b : hi - b])
 
         return add
 
 
+def _add_noise(hidden: torch.Tensor, start: int, noise: torch.Tensor) -> torch.Tensor:
+    """``hidden`` plus ``noise`` [rows, n, d] at positions ``[start, start + n)``, as a new tensor.
+
+    ``hidden`` may hold several copies of the noised rows (copy-major, as a batch of restorations
+    does): the noise is broadcast over the copies, not repeated. It is cast to ``hidden``'s dtype
+    and added there, as ``hidden[:, start:start + n] += noise.to(hidden.dtype)`` per copy would.
+    """
+    rows, n, d = noise.shape
+    hidden = hidden.clone(memory_format=torch.contiguous_format)
+    hidden[:, start : start + n].view(-1, rows, n, d).add_(noise.to(hidden.dtype))
+    return hidden
+
+
 @dataclass(frozen=True)
 class GaussianNoise:
-    """The paper's corruption: ``samples`` rows of ``N(0, σ²)`` noise on the subject embeddings."""
+    """The paper's corruption: ``samples`` rows of ``N(0, σ²)`` noise on the subject embeddings,
+    ``SubjectNoise(sigma, seed).draw(samples, ...)`` (one case's rows, the same in every pass)."""
 
     sigma: float
     samples: int = 10
@@ -92,7 +111,7 @@ class GaussianNoise:
     def corrupt(self, ids: list[int], subject: tuple[int, int], d_model: int,
                 device: torch.device | str = "cpu") -> Corrupted:
         b, e = subject
-        noise = torch.from_numpy(subject_noise(self.samples, e - b, d_model, self.sigma, self.seed)).to(device)
+        noise = torch.from_numpy(SubjectNoise(self.sigma, self.seed).draw(self.samples, e - b, d_model)).to(device)
         return Corrupted(torch.tensor([ids], device=device).repeat(self.samples, 1), subject, noise)
 
 
