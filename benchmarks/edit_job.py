@@ -21,12 +21,11 @@ import pandas as pd
 import torch
 
 from editing import bench_setup
-from locedit.editing.methods import METHODS
 from locedit.editing.evaluation import LowerLayers
-from locedit.editing.problems import PROBLEMS, request_for
-from locedit.plan import edited_layers
-from locedit.editing.sweep import edit_and_evaluate
 from locedit.editing.hparams import hparams_for
+from locedit.editing.job import EditJob
+from locedit.editing.methods import METHODS
+from locedit.editing.problems import PROBLEMS, request_for
 
 WAYS = {"full": dict(mixed=False, lower=False), "lower": dict(mixed=False, lower=True),
         "mixed": dict(mixed=True, lower=True)}
@@ -34,12 +33,11 @@ WAYS = {"full": dict(mixed=False, lower=False), "lower": dict(mixed=False, lower
 
 def run_job(model, tok, method, reqs, layers, hp, stats, templates, mixed: bool, lower: bool):
     """(tables per layer, edit seconds, evaluation seconds) of one batch over ``layers``."""
+    job = EditJob(model, tok, method, "benchmark", reqs, layers, hp, stats, templates, mixed_precision=mixed)
     cache = LowerLayers() if lower else None
     tables, edit_s, eval_s = [], 0.0, 0.0
     for central in layers:
-        window = edited_layers(central, METHODS[method].window, model.config.num_hidden_layers)
-        out, e, v = edit_and_evaluate(model, tok, method, reqs, window, hp, stats, templates,
-                                      mixed_precision=mixed, lower=cache)
+        out, e, v = job.edit(reqs, job.window(central), lower=cache)
         tables.append(out)
         edit_s, eval_s = edit_s + e, eval_s + v
     return tables, edit_s, eval_s

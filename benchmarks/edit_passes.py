@@ -23,10 +23,10 @@ import torch
 
 from editing import bench_setup
 from locedit import hooks
+from locedit.editing.hparams import hparams_for
 from locedit.editing.methods import METHODS
 from locedit.editing.problems import PROBLEMS, request_for
 from locedit.plan import edited_layers
-from locedit.editing.hparams import hparams_for
 
 
 @contextlib.contextmanager

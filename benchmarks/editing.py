@@ -23,21 +23,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from locedit.config import load_config
 from locedit.cases.correctness import check_correctness
 from locedit.cases.counterfact import cases_frame, load_counterfact, load_knowns, select_cases
-from locedit.editing.methods import METHODS
+from locedit.config import load_config
 from locedit.editing.apply import applied
-from locedit.editing.templates import context_templates
 from locedit.editing.evaluation import evaluate
+from locedit.editing.hparams import hparams_for
+from locedit.editing.job import EditJob, case_batches
+from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.editing.methods import METHODS
 from locedit.editing.metrics import edit_scores, prompt_scores
+from locedit.editing.problems import PROBLEMS, noised_targets, request_for
+from locedit.editing.templates import context_templates
 from locedit.models import load_model, prepare_model
 from locedit.noise import embedding_std
-from locedit.editing.problems import PROBLEMS, noised_targets, request_for
-from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
 from locedit.plan import edited_layers
-from locedit.editing.sweep import case_batches, edit_and_evaluate
-from locedit.editing.hparams import hparams_for
 
 REPO = Path(__file__).resolve().parents[1]
 PROBS = ["p_target", "p_baseline"]
@@ -54,10 +54,10 @@ def plain_path(model, tok, method, reqs, window, hp, stats, templates) -> list[p
 
 def batched_path(model, tok, method, reqs, window, hp, stats, templates, batch: int,
                  mixed: bool = False) -> list[pd.DataFrame]:
+    job = EditJob(model, tok, method, "benchmark", reqs, [], hp, stats, templates, mixed_precision=mixed)
     tables = []
     for ids in case_batches(list(range(len(reqs))), batch):
-        tables += edit_and_evaluate(model, tok, method, [reqs[i] for i in ids], window, hp, stats, templates,
-                                    mixed_precision=mixed)[0]
+        tables += job.edit([reqs[i] for i in ids], window)[0]
     return tables
 
 

@@ -25,12 +25,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from editing import bench_setup
+from locedit.editing.evaluation import evaluate_cases
+from locedit.editing.hparams import hparams_for
 from locedit.editing.methods import METHODS
 from locedit.editing.precision import bfloat16_optimisation
 from locedit.editing.problems import PROBLEMS, request_for
 from locedit.plan import edited_layers
-from locedit.editing.hparams import hparams_for
-from locedit.editing.evaluation import evaluate_cases
 
 
 def gflops_by_part(counter: FlopCounterMode, body_name: str) -> tuple[float, float]:

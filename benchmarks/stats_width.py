@@ -24,10 +24,10 @@ import time
 import torch
 import transformers as tf
 
+from locedit.editing.key_stats import collect_second_moments
 from locedit.hooks import forward_until
 from locedit.models import architecture_of
 from locedit.prompts import pad_batch
-from locedit.editing.key_stats import collect_second_moments
 
 GPTJ = dict(n_embd=4096, n_inner=16384, n_head=16, rotary_dim=64, vocab_size=50400, n_positions=2048)
 PRESET = dict(texts=100_000, max_tokens=2048, batch=4, layers=28)  # configs/gpt-j-6b.yaml

@@ -98,55 +98,35 @@ class Architecture:
             raise ValueError(f"unknown trace kind {kind!r}; use one of hidden, mlp, attn") from None
 
 
-def _llama_like(model_type: str, **extra) -> Architecture:
+def _family(model_type: str, root: str, layers: str, *, embedding: str, attn: str, down_proj: str, final_norm: str,
+            post_mlp_norm: str | None = None, down_proj_transposed: bool = False) -> Architecture:
+    """A registry row from the family's module names: ``{root}.{layers}.{i}`` is decoder layer ``i``, its
+    MLP is ``….mlp``; the other names are relative to the root (embedding, final norm) or to the layer."""
+    layer = f"{root}.{layers}.{{}}"
     return Architecture(
-        model_type=model_type,
-        embedding="model.embed_tokens",
-        layer_template="model.layers.{}",
-        mlp_template="model.layers.{}.mlp",
-        attn_template="model.layers.{}.self_attn",
-        down_proj_template="model.layers.{}.mlp.down_proj",
-        final_norm="model.norm",
+        model_type,
+        embedding=f"{root}.{embedding}",
+        layer_template=layer,
+        mlp_template=f"{layer}.mlp",
+        attn_template=f"{layer}.{attn}",
+        down_proj_template=f"{layer}.{down_proj}",
+        final_norm=f"{root}.{final_norm}",
         unembedding="lm_head",
-        **extra,
+        down_proj_transposed=down_proj_transposed,
+        post_mlp_norm_template=f"{layer}.{post_mlp_norm}" if post_mlp_norm else None,
     )
 
 
+_LLAMA_NAMES = dict(embedding="embed_tokens", attn="self_attn", down_proj="mlp.down_proj", final_norm="norm")
 ARCHITECTURES: dict[str, Architecture] = {
-    "gpt2": Architecture(
-        "gpt2",
-        embedding="transformer.wte",
-        layer_template="transformer.h.{}",
-        mlp_template="transformer.h.{}.mlp",
-        attn_template="transformer.h.{}.attn",
-        down_proj_template="transformer.h.{}.mlp.c_proj",
-        final_norm="transformer.ln_f",
-        unembedding="lm_head",
-        down_proj_transposed=True,
-    ),
-    "gptj": Architecture(
-        "gptj",
-        embedding="transformer.wte",
-        layer_template="transformer.h.{}",
-        mlp_template="transformer.h.{}.mlp",
-        attn_template="transformer.h.{}.attn",
-        down_proj_template="transformer.h.{}.mlp.fc_out",
-        final_norm="transformer.ln_f",
-        unembedding="lm_head",
-    ),
-    "gpt_neox": Architecture(
-        "gpt_neox",
-        embedding="gpt_neox.embed_in",
-        layer_template="gpt_neox.layers.{}",
-        mlp_template="gpt_neox.layers.{}.mlp",
-        attn_template="gpt_neox.layers.{}.attention",
-        down_proj_template="gpt_neox.layers.{}.mlp.dense_4h_to_h",
-        final_norm="gpt_neox.final_layer_norm",
-        unembedding="lm_head",
-    ),
-    "llama": _llama_like("llama"),
-    "qwen2": _llama_like("qwen2"),
-    "gemma3_text": _llama_like("gemma3_text", post_mlp_norm_template="model.layers.{}.post_feedforward_layernorm"),
+    "gpt2": _family("gpt2", "transformer", "h", embedding="wte", attn="attn", down_proj="mlp.c_proj", final_norm="ln_f",
+                    down_proj_transposed=True),
+    "gptj": _family("gptj", "transformer", "h", embedding="wte", attn="attn", down_proj="mlp.fc_out", final_norm="ln_f"),
+    "gpt_neox": _family("gpt_neox", "gpt_neox", "layers", embedding="embed_in", attn="attention",
+                        down_proj="mlp.dense_4h_to_h", final_norm="final_layer_norm"),
+    "llama": _family("llama", "model", "layers", **_LLAMA_NAMES),
+    "qwen2": _family("qwen2", "model", "layers", **_LLAMA_NAMES),
+    "gemma3_text": _family("gemma3_text", "model", "layers", **_LLAMA_NAMES, post_mlp_norm="post_feedforward_layernorm"),
 }
 
 

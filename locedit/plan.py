@@ -141,6 +141,16 @@ def check_windows(windows: list[int], n_layers: int) -> None:
                          f"use windows of at most {n_layers}")
 
 
+def shard(table: Any, index: int, count: int) -> Any:
+    """Rows ``index, index + count, …`` of a table (round robin, so shards stay balanced): the cases of
+    one tracing or edit job of ``count``.
+
+        >>> shard(pd.DataFrame({"case_id": [13, 37, 253, 307, 565]}), 1, 2).case_id.tolist()   # doctest: +SKIP
+        [37, 307]
+    """
+    return table.iloc[index::count]
+
+
 def central_layers(spec: Any, n_layers: int) -> list[int]:
     """``all``, an explicit list, or ``{"every": k}`` (0, k, 2k, … and always the last layer).
 

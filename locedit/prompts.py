@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -34,8 +35,11 @@ class Encoded:
         return range(start, start + len(self.target_ids))
 
 
+@lru_cache(maxsize=1 << 16)
 def encode(tok, prompt: str, target: str) -> Encoded:
-    """Encode ``prompt`` (with the tokenizer's special tokens, e.g. Gemma's BOS) and ``" " + target``."""
+    """Encode ``prompt`` (with the tokenizer's special tokens, e.g. Gemma's BOS) and ``" " + target``.
+    Remembered per (tokenizer, prompt, target): a job tokenises each of its prompts once, however
+    many passes (pre-edit, edit, evaluation) read it."""
     prompt_ids = tok(prompt)["input_ids"]
     target_ids = tok(" " + target.lstrip(" "), add_special_tokens=False)["input_ids"]
     if not target_ids:
@@ -72,12 +76,14 @@ def subject_span(prompt: str, subject: str) -> tuple[int, int] | None:
     return None
 
 
+@lru_cache(maxsize=1 << 16)
 def subject_range(tok, prompt: str, subject: str) -> tuple[int, int]:
     """Token range ``[start, end)`` of the first occurrence of ``subject`` in the encoded ``prompt``.
 
     ``start`` is the first token ending after the subject's first character and ``end`` follows
     the first token reaching its last one (the reference's rule), read from the tokenizer's
-    character offsets, so special tokens (Gemma's BOS) shift the range as they should.
+    character offsets, so special tokens (Gemma's BOS) shift the range as they should. Remembered
+    like :func:`encode`.
     """
     span = subject_span(prompt, subject)
     if span is None:

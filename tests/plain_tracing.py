@@ -15,8 +15,8 @@ import torch
 
 from locedit.hooks import edit_outputs
 from locedit.models import architecture_of, num_layers
-from locedit.prompts import encode, subject_range
 from locedit.plan import layer_window
+from locedit.prompts import encode, subject_range
 
 
 @torch.no_grad()

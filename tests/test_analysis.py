@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from locedit.analysis.regressions import (bootstrap_r2, concentrated_cases, edit_strength, fit_three, interval_verdict,
-                              layer_correlation, r2_three, regressions, regressions_with_verdicts)
+                                          layer_correlation, r2_three, regressions, regressions_with_verdicts)
 from locedit.analysis.summary import _intervals, verdict_opening
 
 

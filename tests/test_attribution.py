@@ -8,11 +8,11 @@ import torch
 import transformers as tf
 from torch import nn
 
+from locedit.plan import layer_window
 from locedit.tracing.attribution import attribution_trace
 from locedit.tracing.corruption import GaussianNoise
-from locedit.plan import layer_window
-from locedit.tracing.trace import trace
 from locedit.tracing.effects import tracing_effects
+from locedit.tracing.trace import trace
 
 from conftest import tiny_model
 

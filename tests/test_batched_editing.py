@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from locedit.editing.methods import METHODS
 from locedit.editing.apply import applied
 from locedit.editing.case_updates import Dense, RankOne, case_deltas, rows_updated
-from locedit.editing.ft import finetune_cases
 from locedit.editing.evaluation import LowerLayers, evaluate, evaluate_cases
-from locedit.models import architecture_of
+from locedit.editing.ft import finetune_cases
+from locedit.editing.job import EditJob
+from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.editing.methods import METHODS
 from locedit.editing.precision import bfloat16_optimisation, optimisation_model
 from locedit.editing.problems import EditRequest
+from locedit.models import architecture_of
 from locedit.prompts import target_log_probs
-from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
-from locedit.editing.sweep import edit_and_evaluate
 
 from conftest import TINY_CONFIGS, tiny_model, weights_hash
 
@@ -232,8 +232,9 @@ def test_mixed_precision_edit_lands_near_the_float32_edit(setup, method, flags):
     window = [0, 1, 2] if spec.window > 1 else [2]
     runs = {}
     for mixed in (False, True):
-        runs[mixed] = edit_and_evaluate(model, tok, method, reqs, window, HPARAMS[method], stats,
-                                        TEMPLATES.get(spec.templates), mixed_precision=mixed)[0]
+        job = EditJob(model, tok, method, flags, reqs, [], HPARAMS[method], stats, TEMPLATES.get(spec.templates),
+                      mixed_precision=mixed)
+        runs[mixed] = job.edit(reqs, window)[0]
     unedited = [evaluate(model, tok, r) for r in reqs]
     moved = max(np.abs(np.log(e.p_target) - np.log(u.p_target)).max() for e, u in zip(runs[False], unedited))
     gap = max(np.abs(np.log(lo.p_target) - np.log(e.p_target)).max() for e, lo in zip(runs[False], runs[True]))

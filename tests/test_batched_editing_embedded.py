@@ -20,13 +20,13 @@ import pytest
 import torch
 
 from locedit.cases.counterfact import cases_frame, load_counterfact, select_cases
-from locedit.editing.methods import METHODS
 from locedit.editing.apply import applied
 from locedit.editing.case_updates import case_deltas
-from locedit.editing.templates import context_templates
 from locedit.editing.evaluation import evaluate, evaluate_cases
-from locedit.editing.problems import PROBLEMS, request_for
 from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.editing.methods import METHODS
+from locedit.editing.problems import PROBLEMS, request_for
+from locedit.editing.templates import context_templates
 
 LAYER = 8
 CASES = [13, 37]  # the first two cases Gemma completes correctly (config.yaml's comment)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from locedit.tracing.corruption import GaussianNoise, TokenReplacement, find_replacement, replacements
 from locedit.cases.counterfact import cases_frame, load_counterfact, select_cases
 from locedit.prompts import subject_range
+from locedit.tracing.corruption import GaussianNoise, TokenReplacement, find_replacement, replacements
 from locedit.tracing.metric import answer_token
 
 

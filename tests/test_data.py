@@ -7,14 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from locedit.cases.counterfact import (
-    BadRecordsError,
-    cases_frame,
-    load_counterfact,
-    load_knowns,
-    record_problems,
-    select_cases,
-)
+from locedit.cases.counterfact import (BadRecordsError, cases_frame, load_counterfact, load_knowns, record_problems,
+                                       select_cases)
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,17 @@ import importlib
 import pytest
 import torch
 
-from locedit.editing.methods import METHODS
 from locedit.editing.apply import applied
+from locedit.editing.evaluation import evaluate
+from locedit.editing.hparams import ROME_DEFAULTS
+from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
+from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm, truncated_pinv
+from locedit.editing.methods import METHODS
+from locedit.editing.problems import EditRequest
+from locedit.editing.rome import rank_one_updates
 from locedit.editing.rows import one_case, prompt_batch, states_at_subject
 from locedit.editing.site_delta import SharedPrefix, optimize_site_deltas
-from locedit.editing.memit import sherman_morrison_adjustment, solve_adjustment, through_post_mlp_norm, truncated_pinv
-from locedit.editing.hparams import ROME_DEFAULTS
-from locedit.editing.rome import rank_one_updates
-from locedit.editing.evaluation import evaluate
 from locedit.models import architecture_of
-from locedit.editing.problems import EditRequest
-from locedit.editing.key_stats import KeyStats, collect_second_moments, corpus_texts, save_factor, save_layer_moments
 
 from conftest import TINY_CONFIGS, tiny_model, weights_hash
 

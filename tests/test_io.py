@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from locedit.editing import sweep
-from locedit.io import CaseCheckpoint, write_parquet
+from locedit.editing.job import EditJob
 from locedit.editing.problems import EditRequest
+from locedit.io import CaseCheckpoint, write_parquet
 
 from conftest import tiny_model
 
@@ -65,27 +65,24 @@ def test_a_killed_edit_job_resumes_at_the_layer_it_was_editing(tmp_path, monkeyp
             for i, (s, p, t, b) in enumerate([("Danielle Darrieux", "The mother tongue of Danielle Darrieux is",
                                                "English", "French"),
                                               ("Toko Yasuda", "Toko Yasuda plays the instrument", "piano", "guitar")])]
-    monkeypatch.setattr(sweep, "requests", lambda *args, **kwargs: iter(reqs))
-    cases = pd.DataFrame({"case_id": [0, 1]})
     hparams = {"steps": 3, "norm_constraint": 1e-2}
 
     def job(folder, edit):
-        monkeypatch.setattr(sweep, "edit_and_evaluate", edit)
+        monkeypatch.setattr(EditJob, "edit", edit)
         ckpt = CaseCheckpoint(folder, {"job": 1})
-        sweep.run_edit_job(model, gpt2_tokenizer, "ft1", "error_injection", cases, None, None, [1, 3], hparams, None,
-                           None, ckpt, batch_cases=2)
+        EditJob(model, gpt2_tokenizer, "ft1", "error_injection", reqs, [1, 3], hparams, batch_cases=2).run(ckpt)
         return ckpt
 
-    real, windows = sweep.edit_and_evaluate, []
+    real, windows = EditJob.edit, []
 
-    def dies_at_layer_3(model, tok, method, batch, window, *args):
+    def dies_at_layer_3(self, batch, window, *args):
         if window == [3]:
             raise Killed
-        return real(model, tok, method, batch, window, *args)
+        return real(self, batch, window, *args)
 
-    def counted(model, tok, method, batch, window, *args):
+    def counted(self, batch, window, *args):
         windows.append(window)
-        return real(model, tok, method, batch, window, *args)
+        return real(self, batch, window, *args)
 
     expected = pd.read_parquet(job(tmp_path / "whole", real).merge([0, 1], tmp_path / "whole.parquet"))
     with pytest.raises(Killed):

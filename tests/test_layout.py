@@ -1,4 +1,4 @@
-"""The package's dependency rule: which half may import which (docs/design.md, "Module map").
+"""The package's dependency rule: which half may import which (docs/usage.md, "Layout").
 
 A small core (the top-level modules: models, hooks, prompts, io, provenance, plan, …) imports no half;
 the cases half only the core; tracing and editing the core and the cases, never each other; the
@@ -74,9 +74,9 @@ def test_module_imports_only_what_its_half_may(path):
 def test_the_rule_catches_a_forbidden_import(tmp_path):
     """The checker itself: a tracing module importing the editing half is reported."""
     probe = tmp_path / "probe.py"
-    probe.write_text("from locedit.editing.sweep import editable_cases\nfrom locedit import plan\n")
-    assert locedit_imports(probe) == {"locedit.editing.sweep", "locedit.plan"}
-    assert half_of("locedit.editing.sweep") not in MAY_IMPORT[half_of("locedit.tracing.trace")]
+    probe.write_text("from locedit.editing.job import editable_cases\nfrom locedit import plan\n")
+    assert locedit_imports(probe) == {"locedit.editing.job", "locedit.plan"}
+    assert half_of("locedit.editing.job") not in MAY_IMPORT[half_of("locedit.tracing.trace")]
 
 
 def test_analysis_results_and_planning_load_no_torch():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.localization import PAPER, Localization, configured
 from locedit.analysis.localizations import agreement, compare, section, with_effects
+from locedit.localization import PAPER, Localization, configured
 
 LAYERS = (0, 4, 8, 12)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from locedit.tracing.corruption import GaussianNoise
 from locedit.hooks import capture_inputs, capture_outputs, edit_outputs, forward_until
 from locedit.models import ARCHITECTURES, architecture_of, num_layers
 from locedit.plan import model_slug
 from locedit.prompts import encode, gather_target_log_probs
+from locedit.tracing.corruption import GaussianNoise
 from locedit.tracing.trace import trace
 
 from conftest import TINY_CONFIGS, gpt2_tokenizer_files, tiny_model, weights_hash

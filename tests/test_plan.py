@@ -12,8 +12,8 @@ import yaml
 from conftest import TINY_CONFIGS, tiny_model
 from locedit.config import load_config
 from locedit.editing.methods import METHODS
-from locedit.plan import EDIT_SITES, NOISED_PROBLEMS, PROBLEM_NAMES, ModelShape, Plan, hf_config_of, uses_gpu
 from locedit.editing.problems import PROBLEMS
+from locedit.plan import EDIT_SITES, NOISED_PROBLEMS, PROBLEM_NAMES, ModelShape, Plan, hf_config_of, uses_gpu
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ["configs/gpt-j-6b.yaml", "configs/gpt2-xl.yaml"]

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.analysis.plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
-                           plot_scores_by_layer)
+from locedit.analysis.plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars,
+                                    plot_score_vs_effect, plot_scores_by_layer)
 
 RNG = np.random.default_rng(0)
 METHODS, PROBLEMS, LAYERS = ["ft1", "rome"], ["error_injection", "fact_forcing"], [0, 3, 6]

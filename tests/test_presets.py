@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 from locedit.config import DEFAULT_CONFIG, load_config, with_tuning
+from locedit.editing.hparams import hparams_for
 from locedit.editing.methods import METHODS
 from locedit.editing.problems import PROBLEMS
 from locedit.plan import central_layers
-from locedit.editing.hparams import hparams_for
 
 EI, TR, FE, FA, FF = "error_injection", "tracing_reversal", "fact_erasure", "fact_amplification", "fact_forcing"
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from locedit.cases.counterfact import bundled_path
+from locedit.editing.key_stats import (KeyStats, SecondMoments, collect_second_moments, corpus_texts, load_layer_moment,
+                                       save_corpus, save_factor, save_layer_moments, save_merged_moments, save_part)
 from locedit.editing.methods import METHODS
+from locedit.editing.problems import EditRequest
 from locedit.hooks import capture_inputs
 from locedit.models import architecture_of
-from locedit.editing.problems import EditRequest
 from locedit.prompts import pad_batch
-from locedit.editing.key_stats import (KeyStats, SecondMoments, collect_second_moments, corpus_texts, load_layer_moment,
-                           save_corpus, save_factor, save_layer_moments, save_merged_moments, save_part)
 
 from conftest import tiny_model
 

@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from locedit.config import load_config
-from locedit.plan import central_layers, planned_num_layers
 from locedit.analysis.plots import plot_strength_sweep
-from locedit.plan import PROBLEMS
-from locedit.results.strength import collect, main, overlay
+from locedit.config import load_config
 from locedit.editing.hparams import hparams_for
+from locedit.plan import PROBLEMS, central_layers, planned_num_layers
+from locedit.results.strength import collect, main, overlay
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "configs" / "strength-gemma.yaml"

@@ -78,8 +78,8 @@ def unsharded(inputs, folder) -> pd.DataFrame:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the jobs' threads (a different count may round differently)
     try:
-        tracing_job.trace_cases(model, tok, cases, checkpoint, kind="mlp", window=3, sigma=0.5, tracing=opts,
-                                localization=LOCALIZATION)
+        tracing_job.TraceJob(cases, kind="mlp", window=3, sigma=0.5, tracing=opts,
+                             localization=LOCALIZATION).run(model, tok, checkpoint)
     finally:
         torch.set_num_threads(threads)
     path = checkpoint.merge(cases.case_id.tolist(), folder / "mlp_w3.parquet",

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from locedit.noise import SubjectNoise
-from locedit.tracing.corruption import GaussianNoise, TokenReplacement
-from locedit.prompts import subject_range
 from locedit.plan import layer_window
+from locedit.prompts import subject_range
+from locedit.tracing.corruption import GaussianNoise, TokenReplacement
 from locedit.tracing.trace import trace
 
 from conftest import tiny_model

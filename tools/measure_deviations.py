@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 from unittest import mock
 
-import numpy as np
 import pandas as pd
 
+from locedit.editing.evaluation import evaluate
 import locedit.editing.evaluation
 from locedit.editing.templates import ROME_LENGTHS, context_templates
-from locedit.editing.evaluation import evaluate
-from locedit.noise import row_noise_hook
+from locedit.noise import noised_subjects
 from tune_hparams import SCORES, Setting
 
 
@@ -76,11 +75,11 @@ def forcing_evaluation_noise(args) -> pd.DataFrame:
     setting = Setting.load(args.configfile, "ft1", "fact_forcing", args.cases, args.layer)
     seed = setting.editing["seed"]
 
-    def per_row(ranges, sigma, seed=seed):  # the reference: one generator per evaluation call
-        return row_noise_hook(ranges, sigma, rng=np.random.RandomState(seed))
+    def one_generator(model, rows, noise, cases=None):  # the reference: one generator per evaluation call
+        return noised_subjects(model, rows, noise)
 
     ours = setting.pre.reset_index(drop=True)
-    with mock.patch.object(locedit.editing.evaluation, "row_noise_hook", per_row):
+    with mock.patch.object(locedit.editing.evaluation, "noised_subjects", one_generator):
         reference = pd.concat([evaluate(setting.model, setting.tok, r, seed) for r in setting.requests],
                               ignore_index=True)
     rows = []

@@ -14,7 +14,7 @@ The chosen values go to ``editing.hparams`` / ``editing.overrides`` in the confi
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,15 @@ import torch
 import yaml
 
 from locedit.config import load_config
-from locedit.editing.methods import METHODS
 from locedit.editing.evaluation import evaluate
-from locedit.io import read_json
-from locedit.editing.metrics import edit_scores, prompt_scores
-from locedit.models import load_model
-from locedit.plan import edited_layers, model_slug, stats_folder_name
-from locedit.editing.problems import PROBLEMS
+from locedit.editing.job import EditJob, case_batches, editable_cases
 from locedit.editing.key_stats import KeyStats
-from locedit.editing.sweep import case_batches, edit_and_evaluate, editable_cases, requests
-from locedit.editing.hparams import hparams_for
+from locedit.editing.methods import METHODS
+from locedit.editing.metrics import edit_scores, prompt_scores
+from locedit.editing.problems import PROBLEMS
+from locedit.io import read_json
+from locedit.models import load_model
+from locedit.plan import model_slug, stats_folder_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,21 +57,15 @@ def _scalar(text: str):
 
 @dataclass
 class Setting:
-    """A finished run's artifacts for one method × problem at one central layer: the model, the
-    first cases' requests, their pre-edit table, the key statistics and context templates."""
+    """A finished run's artifacts for one method × problem at one central layer: the edit job (the
+    model, the first cases' requests, key statistics, context templates), the run's ``editing``
+    settings, the cases and their pre-edit table."""
 
-    model: Any
-    tok: Any
+    job: EditJob
     editing: dict
-    method: str
-    problem: str
     central: int
-    window: list[int]
     cases: pd.DataFrame
-    requests: list
     pre: pd.DataFrame
-    stats: Any
-    templates: Any
 
     @classmethod
     def load(cls, configfiles: list[str], method: str, problem: str, n_cases: int, layer: int | None) -> "Setting":
@@ -82,40 +75,54 @@ class Setting:
         model, tok = load_model(REPO / "resources" / "models" / model_slug(cfg["model"]["name"]),
                                 cfg["model"]["dtype"], cfg["model"]["device"])
         torch.set_num_threads(cfg["model"].get("threads") or 2)
-        n_layers = model.config.num_hidden_layers
-        central = n_layers // 2 if layer is None else layer
-        sigma = read_json(run / "noise.json")["sigma"]
+        central = model.config.num_hidden_layers // 2 if layer is None else layer
         cases = editable_cases(pd.read_parquet(run / "cases.parquet"), pd.read_parquet(run / "correctness.parquet"),
                                problem, n_cases)
-        noised = pd.read_parquet(run / "editing" / "noised_targets.parquet")
         spec = METHODS[method]
-        templates = read_json(run / "editing" / "context_templates.json")[spec.templates] if spec.templates else None
         stats = None
         if spec.needs_stats:
             stats = KeyStats(REPO / "resources" / "stats" / model_slug(cfg["model"]["name"]) / stats_folder_name(cfg["stats"]))
-        reqs = list(requests(cases, problem, noised, tok.eos_token, sigma))
-        pre = pd.concat([evaluate(model, tok, r, opts["seed"]).assign(case_id=r.case_id, problem=problem) for r in reqs])
-        return cls(model, tok, opts, method, problem, central, edited_layers(central, spec.window, n_layers), cases,
-                   reqs, pre, stats, templates)
+        job = EditJob.for_cases(
+            model, tok, method, problem, cases, editing=opts, layers=[central], sigma=read_json(run / "noise.json")["sigma"],
+            noised=pd.read_parquet(run / "editing" / "noised_targets.parquet"), stats=stats,
+            templates=read_json(run / "editing" / "context_templates.json") if spec.templates else None)
+        pre = pd.concat([evaluate(model, tok, r, opts["seed"]).assign(case_id=r.case_id, problem=problem)
+                         for r in job.requests])
+        return cls(job, opts, central, cases, pre)
+
+    @property
+    def model(self):
+        return self.job.model
+
+    @property
+    def tok(self):
+        return self.job.tok
+
+    @property
+    def requests(self) -> list:
+        return self.job.requests
+
+    @property
+    def window(self) -> list[int]:
+        return self.job.window(self.central)
 
     def hparams(self, **changed) -> dict:
         """The run's hyperparameters of this method × problem, with ``changed`` over them."""
-        return {**hparams_for(self.editing, self.method, self.problem), **changed}
+        return {**self.job.hparams, **changed}
 
     def edit(self, hparams: dict, templates: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, float]:
         """Edit every case (the run's batches) and score it: (scores, post-edit table, edit s per case)."""
+        job = replace(self.job, hparams=hparams, templates=self.job.templates if templates is None else templates)
         post, edit_seconds = [], 0.0
-        for batch in case_batches(list(range(len(self.requests))), self.editing["batch_cases"]):
-            batch_reqs = [self.requests[i] for i in batch]
-            tables, edit_s, _ = edit_and_evaluate(self.model, self.tok, self.method, batch_reqs, self.window, hparams,
-                                                  self.stats, self.templates if templates is None else templates,
-                                                  self.editing["seed"], self.editing["mixed_precision"])
+        for batch in case_batches(list(range(len(job.requests))), job.batch_cases):
+            batch_reqs = [job.requests[i] for i in batch]
+            tables, edit_s, _ = job.edit(batch_reqs, self.window)
             edit_seconds += edit_s
-            post += [t.assign(case_id=r.case_id, problem=self.problem, method=self.method, layer=self.central)
+            post += [t.assign(case_id=r.case_id, problem=job.problem, method=job.method, layer=self.central)
                      for r, t in zip(batch_reqs, tables)]
         post = pd.concat(post)
-        scores = edit_scores(prompt_scores(self.pre, post, {self.problem: PROBLEMS[self.problem].minimize}))
-        return scores, post, edit_seconds / len(self.requests)
+        scores = edit_scores(prompt_scores(self.pre, post, {job.problem: PROBLEMS[job.problem].minimize}))
+        return scores, post, edit_seconds / len(job.requests)
 
 
 SCORES = ["rewrite_score", "paraphrase_score", "neighborhood_score", "overall_score"]

@@ -20,9 +20,8 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from locedit.analysis.regressions import EFFECT, regressions_with_verdicts, verdict_counts
-from locedit.plan import EDIT_SITES
 from locedit.localization import Localization
-from locedit.plan import PROBLEMS
+from locedit.plan import EDIT_SITES, PROBLEMS
 from locedit.tracing.effects import tracing_effects
 
 EFFECT_COLUMNS = ("max_fraction_restored", "max_fraction_restored_high", "reference_fraction_restored",

@@ -23,9 +23,7 @@ import numpy as np
 import pandas as pd
 
 from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, MIN_VERDICT_CASES, verdict_counts
-from locedit.plan import EDIT_SITES
-from locedit.plan import PROBLEMS
-from locedit.plan import model_slug
+from locedit.plan import EDIT_SITES, PROBLEMS, model_slug
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMMITTED_RESULTS = REPOSITORY / "docs" / "results"  # one folder per model (python -m locedit.results analyse)

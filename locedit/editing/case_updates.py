@@ -24,8 +24,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from locedit.editing.apply import Deltas
-from locedit.editing.apply import transposed_if_needed
+from locedit.editing.apply import Deltas, transposed_if_needed
 
 
 @dataclass

@@ -30,10 +30,10 @@ from torch import nn
 
 from locedit.editing.case_updates import CaseUpdates, rows_updated, select_cases
 from locedit.editing.essence import perplexities
+from locedit.editing.problems import EditRequest
 from locedit.hooks import LayerInput, layer_inputs, run_from
 from locedit.models import architecture_of
 from locedit.noise import SubjectNoise, noised_subjects
-from locedit.editing.problems import EditRequest
 from locedit.prompts import Encoded, encode, logits_at, pad_batch, subject_range, subject_span
 
 

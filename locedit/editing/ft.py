@@ -18,16 +18,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from locedit.hooks import LayerInput, layer_input, run_from
-from locedit.models import architecture_of
-from locedit.prompts import gather_target_log_probs
-from locedit.editing.problems import EditRequest
-from locedit.noise import SubjectNoise, noised_subjects
-from locedit.editing.precision import optimisation_model
 from locedit.editing.apply import Deltas, deltas_since, frozen, preserved
 from locedit.editing.case_updates import CaseUpdates, Dense, rows_updated
-from locedit.editing.rows import case_rows, prompt_batch
 from locedit.editing.hparams import FT_DEFAULTS
+from locedit.editing.precision import optimisation_model
+from locedit.editing.problems import EditRequest
+from locedit.editing.rows import case_rows, prompt_batch
+from locedit.hooks import LayerInput, layer_input, run_from
+from locedit.models import architecture_of
+from locedit.noise import SubjectNoise, noised_subjects
+from locedit.prompts import gather_target_log_probs
 
 LOSS_FLOOR = 1e-2
 PATIENCE = 5

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from locedit.models import architecture_of
-from locedit.editing.problems import EditRequest
 from locedit.editing.apply import Deltas, deltas_since, preserved, transposed_if_needed
 from locedit.editing.case_updates import CaseUpdates, RankOne
+from locedit.editing.hparams import MEMIT_DEFAULTS
+from locedit.editing.problems import EditRequest
 from locedit.editing.rows import case_means, case_rows, one_case, prompt_batch, states_at_subject
 from locedit.editing.site_delta import optimize_site_deltas
-from locedit.editing.hparams import MEMIT_DEFAULTS
+from locedit.models import architecture_of
 
 def sherman_morrison_adjustment(c_inv: torch.Tensor, k: torch.Tensor, lam: float) -> torch.Tensor:
     """(λC + kkᵀ)⁻¹k for one key k, from C⁻¹: C⁻¹k / (λ + kᵀC⁻¹k)."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from locedit.plan import EDIT_SITES
 from locedit.editing.ft import finetune, finetune_cases
+from locedit.editing.hparams import DEFAULTS
 from locedit.editing.memit import memit, memit_cases
 from locedit.editing.rome import rome, rome_cases
-from locedit.editing.hparams import DEFAULTS
+from locedit.plan import EDIT_SITES
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from locedit.models import architecture_of
-from locedit.editing.problems import EditRequest
 from locedit.editing.apply import Deltas
 from locedit.editing.case_updates import CaseUpdates, RankOne, case_deltas
+from locedit.editing.hparams import ROME_DEFAULTS
+from locedit.editing.problems import EditRequest
 from locedit.editing.rows import case_means, case_rows, states_at_subject
 from locedit.editing.site_delta import optimize_site_deltas
-from locedit.editing.hparams import ROME_DEFAULTS
+from locedit.models import architecture_of
 
 @dataclass
 class RankOneUpdate:

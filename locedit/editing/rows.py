@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from locedit.editing.case_updates import CaseUpdates, rows_updated
+from locedit.editing.problems import EditRequest
 from locedit.hooks import capture_inputs, capture_outputs, forward_until
 from locedit.models import architecture_of
 from locedit.noise import SubjectNoise, noised_subjects
-from locedit.editing.problems import EditRequest
 from locedit.prompts import Encoded, encode, pad_batch, subject_range
-from locedit.editing.case_updates import CaseUpdates, rows_updated
 
 NOISED_STATE_SAMPLES = 10  # noise draws averaged for keys and outputs under fact forcing
 

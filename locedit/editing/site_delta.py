@@ -30,14 +30,14 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from locedit.editing.apply import frozen
+from locedit.editing.precision import optimisation_model
+from locedit.editing.problems import EditRequest
+from locedit.editing.rows import PromptBatch, case_rows, prompt_batch, stack_batches, states_at_subject
 from locedit.hooks import edit_outputs, layer_input, run_from
 from locedit.models import architecture_of
 from locedit.noise import SubjectNoise, noised_subjects
-from locedit.editing.precision import optimisation_model
-from locedit.editing.problems import EditRequest
 from locedit.prompts import logits_at
-from locedit.editing.apply import frozen
-from locedit.editing.rows import PromptBatch, case_rows, prompt_batch, stack_batches, states_at_subject
 
 
 @dataclass

@@ -26,14 +26,14 @@ import pandas as pd
 import yaml
 
 from locedit import provenance
-from locedit.analysis.regressions import concentrated_cases, layer_correlation, regressions, regressions_with_verdicts
-from locedit.plan import EDIT_SITES
-from locedit.localization import PAPER, Localization, configured
 from locedit.analysis.localizations import agreement, compare, section, with_effects
-from locedit.plan import edited_layers, planned_num_layers
-from locedit.analysis.plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars, plot_score_vs_effect,
-                    plot_scores_by_layer, plot_trace_heatmap)
-from locedit.analysis.summary import paper_tables, summary_markdown
+from locedit.analysis.plots import (plot_argmax_layer_histogram, plot_effect_by_layer, plot_r2_bars,
+                                    plot_score_vs_effect, plot_scores_by_layer, plot_trace_heatmap)
+from locedit.analysis.regressions import concentrated_cases, layer_correlation, regressions, regressions_with_verdicts
+from locedit.analysis.summary import headline_from_summary, paper_tables, summary_markdown
+from locedit.localization import PAPER, Localization, configured
+from locedit.plan import EDIT_SITES, edited_layers, planned_num_layers
+from locedit.results import unfinished
 from locedit.tracing.effects import tracing_effects
 
 FIGURES = {"fig1": "fig1_peak_layer.png", "fig2": "fig2_heatmap.png", "fig4": "fig4_rewrite_vs_tracing.png",
@@ -224,12 +224,23 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument("folder", type=Path)
     rebuild.add_argument("--bootstrap", type=int, default=None,
                          help="resamples of cases for the 95%% intervals (default: the runs' analysis.bootstrap, 1000)")
+    put = commands.add_parser("stash", help="copy an unfinished run into a folder to commit (locedit.results.unfinished)")
+    put.add_argument("run_dir", type=Path)
+    put.add_argument("folder", type=Path)
+    put.add_argument("--model", required=True, help="model.name of the run (the restore checks its folder exists)")
+    back = commands.add_parser("restore", help="copy a stash back into results/<run>")
+    back.add_argument("folder", type=Path)
+    back.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     if args.command == "collect":
         print(collect(args.run_dir, args.folder, args.config, args.override, args.wall_s, args.commit))
-    else:
+    elif args.command == "analyse":
         analyse(args.folder, args.bootstrap)
-        print((args.folder / "summary.md").read_text().split("\n\n")[2])
+        print(headline_from_summary(args.folder / "summary.md"))
+    elif args.command == "stash":
+        print(f"stashed {len(unfinished.stash(args.run_dir, args.folder, args.model))} files in {args.folder}")
+    else:
+        print(f"restored {len(unfinished.restore(args.folder, args.run_dir))} files into {args.run_dir}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, verdict_counts
-from locedit.plan import EDIT_SITES
 from locedit.analysis.localizations import peak_layers
-from locedit.plan import PROBLEMS
-from locedit.results.build import load_groups
+from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, verdict_counts
 from locedit.analysis.summary import _lookup, _num, _pvalue, fit_errors, paper_tables
+from locedit.plan import EDIT_SITES, PROBLEMS
+from locedit.results.build import load_groups
 from locedit.tracing.effects import tracing_effects
 
 PAPER_GPT2_XL = ("GPT-2 XL (the paper's Fig. 13: error injection and fact forcing, 14 layers, window 10): "

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from locedit.analysis.regressions import EFFECT, VERDICTS, regressions_with_verdicts
 from locedit.analysis.localizations import with_effects
+from locedit.analysis.regressions import EFFECT, VERDICTS, regressions_with_verdicts
 from locedit.results.build import load_groups
 
 HIGH = "max_fraction_restored_high"

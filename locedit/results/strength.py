@@ -28,9 +28,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from locedit.analysis.plots import plot_strength_sweep
 from locedit.analysis.regressions import EFFECT, regressions_with_verdicts, verdict_counts
 from locedit.config import load_config
-from locedit.analysis.plots import plot_strength_sweep
 from locedit.editing.hparams import hparams_for
 
 

@@ -1,10 +1,10 @@
 """An unfinished run carried to another machine or session: its finished tables and the checkpoints
 of the jobs in flight, stashed in a committable folder and restored so the workflow resumes there.
 
-    python -m locedit.results.unfinished stash results/paper-gemma-g1 docs/results/gemma-3-270m/unfinished/paper-gemma-g1
+    python -m locedit.results stash results/paper-gemma-g1 docs/results/gemma-3-270m/unfinished/paper-gemma-g1
     # later, on a fresh clone: build what every job reads first (model, key statistics), then restore
     snakemake --cores 2 --until factor_stats --configfile configs/paper-gemma.yaml g1.yaml
-    python -m locedit.results.unfinished restore docs/results/gemma-3-270m/unfinished/paper-gemma-g1 results/paper-gemma-g1
+    python -m locedit.results restore docs/results/gemma-3-270m/unfinished/paper-gemma-g1 results/paper-gemma-g1
     snakemake --cores 2 --configfile configs/paper-gemma.yaml g1.yaml      # runs only what is missing
 
 A stash holds every file of the run folder except ``analysis/`` (rebuilt in seconds), including
@@ -18,7 +18,6 @@ restored outputs: restore into the same commit's code and config.)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -72,24 +71,3 @@ def restore(folder: Path, run_dir: Path, models: Path = Path("resources/models")
     for target in restored:
         os.utime(target, (now, now))
     return restored
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m locedit.results.unfinished", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    put = commands.add_parser("stash", help="copy an unfinished run into a folder to commit")
-    put.add_argument("run_dir", type=Path)
-    put.add_argument("folder", type=Path)
-    put.add_argument("--model", required=True, help="model.name of the run (the restore checks its folder exists)")
-    back = commands.add_parser("restore", help="copy a stash back into results/<run>")
-    back.add_argument("folder", type=Path)
-    back.add_argument("run_dir", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "stash":
-        print(f"stashed {len(stash(args.run_dir, args.folder, args.model))} files in {args.folder}")
-    else:
-        print(f"restored {len(restore(args.folder, args.run_dir))} files into {args.run_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -30,51 +30,21 @@ and Kramár et al. (2024) document such failures.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from locedit.tracing.corruption import GaussianNoise, TokenReplacement
-from locedit.models import architecture_of, num_layers
-from locedit.prompts import encode, subject_range
-from locedit.tracing.metric import Measure
-from locedit.tracing.trace import Runs, TraceResult, clean_and_corrupted, restoration_passes, restore, result_of
+from locedit.tracing.trace import Runs, TraceResult, restore, trace
 
 
-def attribution_trace(
-    model: nn.Module,
-    tok,
-    prompt: str,
-    subject: str,
-    target: str,
-    corruption: GaussianNoise | TokenReplacement,
-    kind: str = "mlp",
-    window: int = 10,
-    metric: str = "prob",
-    contrast: str | None = None,
-    all_tokens: bool = False,
-    max_rows: int = 512,
-) -> TraceResult:
+def attribution_trace(model: nn.Module, tok, prompt: str, subject: str, target: str,
+                      corruption: GaussianNoise | TokenReplacement, **options) -> TraceResult:
     """First-order estimates of :func:`locedit.tracing.trace.trace`'s scores (same arguments):
     ``scores[t, l]`` = low + the window's joint first-order term (module docstring)."""
-    arch = architecture_of(model)
-    n_layers = num_layers(model)
-    encoded = encode(tok, prompt, target)
-    b, e = subject_range(tok, prompt, subject)
-    measure = Measure.of(tok, metric, encoded, contrast)
-    runs = clean_and_corrupted(model, arch, encoded, (b, e), kind, corruption, measure)
-
-    first = 0 if all_tokens else b
-    scores = np.full((len(encoded.prompt_ids), n_layers), runs.low)
-    for configs, start, from_token, prefix in restoration_passes(model, arch, runs, first, window, max_rows):
-        terms = _first_order_terms(model, arch, runs, configs, start, kind, window, from_token, prefix)
-        for (t, layer), term in zip(configs, terms.tolist()):
-            scores[t, layer] = runs.low + term
-    return result_of(tok, encoded, (b, e), first, kind, window, scores, runs.low, runs.clean, corruption, measure,
-                     contrast, "attribution")
+    return trace(model, tok, prompt, subject, target, corruption, estimate=first_order_terms, **options)
 
 
-def _first_order_terms(model, arch, runs: Runs, configs, start, kind, window, from_token, prefix) -> torch.Tensor:
+def first_order_terms(model, arch, runs: Runs, configs, start, kind, window, from_token, prefix) -> torch.Tensor:
     """Per config, the mean over its corrupted rows of Σ_j ∂M/∂s_j · (c_j − s_j), every site of
     the config's window a leaf (so held fixed for the others' gradients)."""
     sites: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # module j → rows, leaf, clean

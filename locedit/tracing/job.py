@@ -4,15 +4,15 @@ case, and the merge of the shards into the one table downstream rules read (rule
 
     >>> cases = traced_cases(cases, correctness, "correct")                               # doctest: +SKIP
     >>> for i in range(3):                                                                # doctest: +SKIP
-    ...     part = shard(cases, i, 3)
-    ...     checkpoint = CaseCheckpoint(f"results/r/.partial/trace_mlp_w5_shard{i}", settings)
-    ...     trace_cases(model, tok, part, checkpoint, kind="mlp", window=5, sigma=0.12,
-    ...                 tracing=opts, localization={"method": "exact", "corruption": "gaussian", "metric": "prob"})
-    ...     checkpoint.merge(part.case_id.tolist(), f"results/r/tracing/shards/mlp_w5/shard{i}.parquet")
+    ...     job = TraceJob(shard(cases, i, 3), kind="mlp", window=5, sigma=0.12, tracing=opts,
+    ...                    localization={"method": "exact", "corruption": "gaussian", "metric": "prob"})
+    ...     checkpoint = CaseCheckpoint(f"results/r/.partial/trace_mlp_w5_shard{i}", job.settings)
+    ...     job.run(model, tok, checkpoint)
+    ...     checkpoint.merge(job.case_ids, f"results/r/tracing/shards/mlp_w5/shard{i}.parquet")
     >>> merge_shards(cases.case_id.tolist(), [f"results/r/tracing/shards/mlp_w5/shard{i}.parquet" for i in range(3)],
     ...              "results/r/tracing/mlp_w5.parquet", provenance={"run": "r"})         # doctest: +SKIP
 
-Shards take the cases round robin (:func:`locedit.editing.sweep.shard`). A case's trace depends on that
+Shards take the cases round robin (:func:`locedit.plan.shard`). A case's trace depends on that
 case alone (its noise is ``RandomState(seed)`` drawn afresh for it), so the merged table is the
 unsharded job's, bit for bit, whatever the number of shards.
 """
@@ -20,6 +20,7 @@ unsharded job's, bit for bit, whatever the number of shards.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from locedit import provenance as job_provenance
+from locedit.io import CaseCheckpoint, write_parquet
 from locedit.tracing.attribution import attribution_trace
 from locedit.tracing.corruption import GaussianNoise, TokenReplacement
-from locedit.io import CaseCheckpoint, write_parquet
 from locedit.tracing.metric import answer_token
 from locedit.tracing.trace import trace
 
@@ -47,50 +48,81 @@ def traced_cases(cases: pd.DataFrame, correctness: pd.DataFrame, which: str) -> 
     return table
 
 
-def trace_cases(model, tok, cases: pd.DataFrame, checkpoint: CaseCheckpoint, *, kind: str, window: int,
-                sigma: float, tracing: dict[str, Any], localization: dict[str, str],
-                partners: dict[int, dict[str, Any]] | None = None) -> None:
-    """Trace every case of ``cases`` not yet in ``checkpoint`` and save its long table there; a case
-    left out (no ``str`` partner; under ``logit_diff`` a contrast answer starting with the target's
-    token; clean P(o_true) below ``tracing.min_clean_prob``) is logged and saved as an empty table,
-    so a resumed job does not retry it.
+@dataclass(frozen=True)
+class TraceJob:
+    """One tracing job (the module docstring shows use): ``cases`` (with ``is_correct``), the traced module
+    ``kind`` and ``window``, the noise level ``sigma``, ``tracing`` the rule's settings (samples, seed,
+    all_tokens, max_rows, min_clean_prob), ``localization`` the method / corruption / metric, and
+    ``partners`` the ``str`` partner of each case_id (token replacement only)."""
 
-    Under the logit difference the contrast is the corrupted prompt's answer: the ``str`` partner's
-    target_true (``partner_target``), or the case's target_new under Gaussian noise.
+    cases: pd.DataFrame
+    kind: str
+    window: int
+    sigma: float
+    tracing: dict[str, Any]
+    localization: dict[str, str]
+    partners: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    ``tracing`` holds the rule's settings (samples, seed, all_tokens, max_rows, min_clean_prob),
-    ``localization`` the method / corruption / metric, ``partners`` the ``str`` partner of each case_id.
-    """
-    run = attribution_trace if localization["method"] == "attribution" else trace
-    todo = set(checkpoint.todo(cases.case_id.tolist()))
-    for case in tqdm(cases[cases.case_id.isin(todo)].itertuples(), total=len(todo), desc=f"trace {kind} w{window}",
-                     unit="case", mininterval=10):
-        if localization["corruption"] == "str":
-            partner = (partners or {})[case.case_id]
-            if partner["prompt_ids"] is None:
-                log.warning("case_id %d not traced under str: %s", case.case_id, partner["reason"])
+    @property
+    def case_ids(self) -> list[int]:
+        return self.cases.case_id.tolist()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the job's tables depend on, for its checkpoint's stamp (the caller adds model and device)."""
+        settings = {"kind": self.kind, "window": self.window, "sigma": self.sigma, "samples": self.tracing["samples"],
+                    "seed": self.tracing["seed"], "all_tokens": self.tracing["all_tokens"],
+                    "mixed_precision": self.tracing.get("mixed_precision", False), **self.localization}
+        if self.localization["metric"] == "logit_diff" or self.localization["method"] == "attribution":
+            settings["definition"] = "issue 38: contrast = the corrupted prompt's answer; joint first-order window"
+        return settings
+
+    def corruption(self, case) -> GaussianNoise | TokenReplacement | str:
+        """The case's corruption, or why it has none (a ``str`` case without a partner)."""
+        if self.localization["corruption"] != "str":
+            return GaussianNoise(self.sigma, samples=self.tracing["samples"], seed=self.tracing["seed"])
+        partner = self.partners[case.case_id]
+        if partner["prompt_ids"] is None:
+            return f"not traced under str: {partner['reason']}"
+        return TokenReplacement(tuple(int(i) for i in partner["prompt_ids"]), int(partner["partner_case_id"]))
+
+    def contrast(self, case) -> str | None:
+        """The logit difference's contrast, the corrupted prompt's answer: the ``str`` partner's
+        target_true, or the case's target_new under Gaussian noise; None under ``prob``."""
+        if self.localization["metric"] != "logit_diff":
+            return None
+        if self.localization["corruption"] == "str":
+            return self.partners[case.case_id]["partner_target"]
+        return case.target_new
+
+    def run(self, model, tok, checkpoint: CaseCheckpoint) -> None:
+        """Trace every case not yet in ``checkpoint`` and save its long table there; a case left out (no
+        ``str`` partner; under ``logit_diff`` a contrast answer starting with the target's token; clean
+        P(o_true) below ``tracing.min_clean_prob``) is logged and saved as an empty table, so a resumed
+        job does not retry it."""
+        trace_one = attribution_trace if self.localization["method"] == "attribution" else trace
+        todo = set(checkpoint.todo(self.case_ids))
+        for case in tqdm(self.cases[self.cases.case_id.isin(todo)].itertuples(), total=len(todo),
+                         desc=f"trace {self.kind} w{self.window}", unit="case", mininterval=10):
+            corruption, contrast = self.corruption(case), self.contrast(case)
+            if isinstance(corruption, str):
+                log.warning("case_id %d %s", case.case_id, corruption)
                 checkpoint.save(case.case_id, pd.DataFrame())
                 continue
-            corruption = TokenReplacement(tuple(int(i) for i in partner["prompt_ids"]), int(partner["partner_case_id"]))
-        else:
-            corruption = GaussianNoise(sigma, samples=tracing["samples"], seed=tracing["seed"])
-        contrast = None  # the logit difference's only: the corrupted prompt's answer
-        if localization["metric"] == "logit_diff":
-            contrast = partner["partner_target"] if localization["corruption"] == "str" else case.target_new
-        if contrast is not None and answer_token(tok, contrast) == answer_token(tok, case.target_true):
-            log.warning("case_id %d not traced under logit_diff: its contrast answer %r starts with the token of "
-                        "its target %r (the difference would be 0)", case.case_id, contrast, case.target_true)
-            checkpoint.save(case.case_id, pd.DataFrame())
-            continue
-        result = run(model, tok, case.prompt, case.subject, case.target_true, corruption, kind=kind, window=window,
-                     metric=localization["metric"], contrast=contrast, all_tokens=tracing["all_tokens"],
-                     max_rows=tracing["max_rows"])
-        if localization["metric"] == "prob" and result.clean < tracing["min_clean_prob"]:
-            log.info("case_id %d skipped: clean P(o_true) %.4f < tracing.min_clean_prob %.4f",
-                     case.case_id, result.clean, tracing["min_clean_prob"])
-            checkpoint.save(case.case_id, pd.DataFrame())
-            continue
-        checkpoint.save(case.case_id, result.to_frame(case.case_id, is_correct=case.is_correct))
+            if contrast is not None and answer_token(tok, contrast) == answer_token(tok, case.target_true):
+                log.warning("case_id %d not traced under logit_diff: its contrast answer %r starts with the token of "
+                            "its target %r (the difference would be 0)", case.case_id, contrast, case.target_true)
+                checkpoint.save(case.case_id, pd.DataFrame())
+                continue
+            result = trace_one(model, tok, case.prompt, case.subject, case.target_true, corruption, kind=self.kind,
+                               window=self.window, metric=self.localization["metric"], contrast=contrast,
+                               all_tokens=self.tracing["all_tokens"], max_rows=self.tracing["max_rows"])
+            if self.localization["metric"] == "prob" and result.clean < self.tracing["min_clean_prob"]:
+                log.info("case_id %d skipped: clean P(o_true) %.4f < tracing.min_clean_prob %.4f",
+                         case.case_id, result.clean, self.tracing["min_clean_prob"])
+                checkpoint.save(case.case_id, pd.DataFrame())
+                continue
+            checkpoint.save(case.case_id, result.to_frame(case.case_id, is_correct=case.is_correct))
 
 
 def merge_shards(case_ids: list[int], shards: list[str | Path], path: str | Path,

@@ -26,17 +26,18 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from locedit.tracing.corruption import Corrupted, GaussianNoise, TokenReplacement
 from locedit.hooks import capture_outputs, edit_outputs, start_at_layer
 from locedit.models import architecture_of, num_layers
 from locedit.plan import layer_window
 from locedit.prompts import Encoded, encode, subject_range, token_strings
+from locedit.tracing.corruption import Corrupted, GaussianNoise, TokenReplacement
 from locedit.tracing.metric import Measure
 
 KINDS = ("hidden", "mlp", "attn")
@@ -132,6 +133,7 @@ def trace(
     all_tokens: bool = False,
     max_rows: int = 512,
     reuse_prefix: bool = True,
+    estimate: Callable | None = None,
 ) -> TraceResult:
     """Trace one prompt (subject filled in); see the module docstring. ``contrast`` (``logit_diff``
     only): the corrupted prompt's answer, whose first token's logit is subtracted from the
@@ -140,6 +142,10 @@ def trace(
     ``reuse_prefix`` (default): each restoration at token ``t`` computes positions ``t`` onward only,
     on the corrupted run's keys and values of the positions before (exact: causal attention
     makes them equal); False runs every position, as before 2026-11 (kept for the benchmark).
+
+    ``estimate`` (attribution patching, :func:`locedit.tracing.attribution.attribution_trace`): a
+    function of one pass ``(model, arch, runs, configs, start, kind, window, from_token, prefix)``
+    giving each config's change of the metric to first order, in place of running its restorations.
     """
     arch = architecture_of(model)
     n_layers = num_layers(model)
@@ -151,10 +157,17 @@ def trace(
     n_prompt = len(encoded.prompt_ids)
     first = 0 if all_tokens else b
     scores = np.full((n_prompt, n_layers), runs.low)
+    passes = restoration_passes(model, arch, runs, first, window, max_rows, reuse_prefix)
+    if estimate is not None:
+        for configs, start, from_token, prefix in passes:
+            terms = estimate(model, arch, runs, configs, start, kind, window, from_token, prefix)
+            for (t, layer), term in zip(configs, terms.tolist()):
+                scores[t, layer] = runs.low + term
+        return result_of(tok, encoded, (b, e), first, kind, window, scores, runs.low, runs.clean, corruption,
+                         runs.measure, contrast, "attribution")
     done: list[tuple[int, int]] = []
     reads: list[torch.Tensor] = []
-    for configs, start, from_token, prefix in restoration_passes(model, arch, runs, first, window, max_rows,
-                                                                 reuse_prefix):
+    for configs, start, from_token, prefix in passes:
         reads.append(restore(model, arch, runs, configs, start, kind, window, from_token, prefix))
         done.extend(configs)
     # the unembedding (Gemma: 262k × 640) once per max_rows rows, not once per pass

@@ -1,12 +1,13 @@
 """Rule edit: one (method, problem, shard) job; edits, evaluates and restores every (case, layer)."""
 import pandas as pd
 
+from locedit.editing.hparams import hparams_for
+from locedit.editing.job import EditJob, editable_cases
+from locedit.editing.key_stats import KeyStats
 from locedit.editing.methods import METHODS
 from locedit.io import CaseCheckpoint, read_json
 from locedit.jobs import device_stamp, job, job_model
-from locedit.editing.key_stats import KeyStats
-from locedit.editing.sweep import editable_cases, run_edit_job, shard
-from locedit.editing.hparams import hparams_for
+from locedit.plan import shard
 
 with job(snakemake):
     opts = snakemake.params.editing
@@ -25,10 +26,11 @@ with job(snakemake):
         model, tok = job_model(snakemake.input.model, snakemake.params.model)
         stats = KeyStats(snakemake.input.stats[0].rsplit("/", 1)[0] if "stats" in snakemake.input.keys() else None,
                          keep=METHODS[method].window)  # C⁻¹ of one edit window on the device at a time
-        templates = read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None
-        essence = pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None
-        run_edit_job(model, tok, method, problem, cases, pd.read_parquet(snakemake.input.noised), sigma,
-                     snakemake.params.layers, hparams, stats, templates, checkpoint, opts["seed"], essence,
-                     opts["batch_cases"], opts["mixed_precision"])
+        EditJob.for_cases(
+            model, tok, method, problem, cases, editing=opts, layers=snakemake.params.layers, sigma=sigma,
+            noised=pd.read_parquet(snakemake.input.noised), stats=stats,
+            templates=read_json(snakemake.input.templates) if "templates" in snakemake.input.keys() else None,
+            essence=pd.read_parquet(snakemake.input.essence) if "essence" in snakemake.input.keys() else None,
+        ).run(checkpoint)
     checkpoint.merge(cases.case_id.tolist(), snakemake.output[0],
                      {"model": snakemake.params.model["name"], "run": snakemake.params.run, "shard": index})

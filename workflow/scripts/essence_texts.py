@@ -3,9 +3,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from locedit.editing.essence import essence_texts
+from locedit.editing.job import editable_cases
 from locedit.io import write_parquet
 from locedit.jobs import job, job_model
-from locedit.editing.sweep import editable_cases
 
 with job(snakemake):
     opts = snakemake.params.editing

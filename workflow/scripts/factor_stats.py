@@ -2,8 +2,8 @@
 import logging
 from pathlib import Path
 
-from locedit.jobs import job, job_device
 from locedit.editing.key_stats import save_factor
+from locedit.jobs import job, job_device
 
 with job(snakemake):
     device = job_device()  # resolved by job() from the device param, at the job's start

@@ -1,8 +1,8 @@
 """Rule fetch_corpus: the selected texts of an hf: corpus (network), in order, to a local JSON-lines file."""
 import logging
 
-from locedit.jobs import job
 from locedit.editing.key_stats import corpus_texts, save_corpus
+from locedit.jobs import job
 
 with job(snakemake):
     opts = snakemake.params.stats

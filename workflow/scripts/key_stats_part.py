@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
-from locedit.jobs import job, job_model
 from locedit.editing.key_stats import collect_second_moments, corpus_texts, save_part
+from locedit.jobs import job, job_model
 
 with job(snakemake):
     opts = snakemake.params.stats

@@ -2,10 +2,10 @@
 import pandas as pd
 from tqdm import tqdm
 
+from locedit.editing.job import editable_cases
+from locedit.editing.problems import noised_targets
 from locedit.io import read_json, write_parquet
 from locedit.jobs import job, job_model
-from locedit.editing.problems import noised_targets
-from locedit.editing.sweep import editable_cases
 
 with job(snakemake):
     opts = snakemake.params.editing

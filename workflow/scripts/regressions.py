@@ -9,9 +9,9 @@ import os
 import pandas as pd
 
 from locedit import provenance
+from locedit.analysis.summary import headline, verdict_opening
 from locedit.jobs import job
 from locedit.results.build import localization_tables, regression_tables
-from locedit.analysis.summary import headline, verdict_opening
 
 with job(snakemake):
     params = snakemake.params

@@ -6,11 +6,11 @@ import logging
 import pandas as pd
 from transformers import AutoTokenizer
 
-from locedit.tracing.corruption import replacements
 from locedit.cases.counterfact import cases_frame, load_counterfact, record_problems
 from locedit.io import write_parquet
 from locedit.jobs import job
 from locedit.models import resolve_source
+from locedit.tracing.corruption import replacements
 
 with job(snakemake):
     records = load_counterfact(snakemake.params.counterfact)

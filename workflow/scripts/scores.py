@@ -4,9 +4,9 @@ import logging
 import pandas as pd
 
 from locedit import provenance
+from locedit.editing.metrics import edit_scores, prompt_scores
 from locedit.io import write_parquet
 from locedit.jobs import job
-from locedit.editing.metrics import edit_scores, prompt_scores
 from locedit.plan import PROBLEMS
 from locedit.tracing.effects import tracing_effects
 

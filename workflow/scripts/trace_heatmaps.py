@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from locedit.jobs import job
 from locedit.analysis.plots import plot_trace_heatmap
+from locedit.jobs import job
 
 with job(snakemake):
     table = pd.read_parquet(snakemake.input[0])
