@@ -33,7 +33,7 @@ def module_name(path: Path) -> str:
 
 def half_of(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in HALVES else "core"
+    return parts[1] if len(parts) >= 2 and parts[1] in HALVES else "core"
 
 
 def is_module(name: str) -> bool:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from locedit.analysis.regressions import VERDICTS  # noqa: E402
 from locedit.config import load_config  # noqa: E402
-from locedit.plan import Plan  # noqa: E402
+from locedit.plan import EDIT_SITES, Plan  # noqa: E402
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docs" / "results" / "README.md"]
 RESULTS = REPO / "docs" / "results"
@@ -65,18 +65,23 @@ def _r2(x: float) -> str:
     return f"{x:.3f}".replace("0.", ".", 1) if x >= 0 else f"{x:.3f}"
 
 
+_METHOD_LABELS = {name: site.label for name, site in EDIT_SITES.items()}
+
+
 def answer() -> str:
     """Per committed model (docs/results/<model>/r2.csv, rewrite score) the bootstrap verdicts counted
     and the mean R² over the unsaturated method × problem conditions, beside the paper's GPT-J
-    (locedit/bundled/paper_r2.csv: Table 3 over the same conditions, Table 1 for ROME error injection)."""
+    (locedit/bundled/paper_r2.csv: the mean of Table 3's 20 conditions, Table 1 for ROME error injection),
+    then the reading: where the verdicts are not "holds", which methods they fall on."""
     paper = pd.read_csv(PAPER_TABLE)
     paper = paper[paper.metric == "rewrite"]
-    rows, found = [], set()
+    rows, found, others = [], set(), []
     for folder, name in MODELS.items():
         r2 = pd.read_csv(RESULTS / folder / "r2.csv")
         rewrite = r2[r2.metric == "rewrite"]
         verdicts = rewrite.verdict.fillna("").replace("", "no verdict").value_counts()
         found |= set(verdicts.index)
+        others.append((name, rewrite[rewrite.verdict.fillna("") != "holds"]))
         rows.append((f"{name} ([{folder}](docs/results/{folder}/summary.md))", int(rewrite.n_cases.max()),
                      int(rewrite.n_layers.max()), verdicts, rewrite[~rewrite.saturated],
                      rewrite[(rewrite.method == "rome") & (rewrite.problem == "error_injection")].iloc[0]))
@@ -98,12 +103,26 @@ def answer() -> str:
     lines.append("| GPT-J 6B, the paper (Tables 1, 3) | 652 × 9 | " + " | ".join("–" for _ in order)
                  + f" | {_r2(table3.r2_layer.mean())} | {_r2(table3.r2_trace.mean())} | {_r2(table3.r2_added.mean())} "
                  f"| {_r2(table1.r2_layer)} / {_r2(table1.r2_trace)} / {_r2(table1.r2_both)} |")
-    return ("\n".join(lines) + f"\n\nRewrite score, {max(conditions)} method × problem conditions (FT-1, FT-5, ROME, "
+    return ("\n".join(lines) + f"\n\nRewrite score, {max(conditions)} fitted method × problem conditions (FT-1, FT-5, ROME, "
             "MEMIT × the five editing problems). Verdicts: bootstrap 95% intervals over cases (resampled with "
             "their layers); **holds** when the R² tracing adds is below the layer's R², **reversed** when above, "
             "**undetermined** when the intervals overlap, **at ceiling** / **at floor** when every layer's "
             "edits succeed / fail alike. Means over the conditions whose fit is not saturated; the paper gives "
-            "no intervals. Per condition: [`docs/results/comparison.md`](docs/results/comparison.md).")
+            "no intervals. Per condition: [`docs/results/comparison.md`](docs/results/comparison.md)."
+            + "\n\n" + _reading(others))
+
+
+def _reading(others: list[tuple[str, pd.DataFrame]]) -> str:
+    """Which conditions of each model are not "holds", by verdict and method (from r2.csv)."""
+    parts = []
+    for name, rows in others:
+        if rows.empty:
+            parts.append(f"{name}: every condition holds")
+            continue
+        by = rows.assign(verdict=rows.verdict.fillna("no verdict")).groupby("verdict").method
+        parts.append(f"{name}: " + "; ".join(f"{verdict}: {', '.join(sorted(set(_METHOD_LABELS[m] for m in methods)))}"
+                                              for verdict, methods in by))
+    return "Conditions without a **holds** verdict, by method — " + " · ".join(parts) + "."
 
 
 def _records(run: dict) -> str:

@@ -13,8 +13,6 @@ has stayed below 1e-2 for 5 consecutive steps.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 

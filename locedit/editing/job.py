@@ -121,9 +121,11 @@ class EditJob:
         by :func:`locedit.editing.hparams.hparams_for`, seed, batch_cases, mixed_precision), ``templates``
         the run's context templates of every method (the job keeps its method's)."""
         spec = METHODS[method]
+        if spec.templates and templates is None:
+            raise ValueError(f"{method} needs context templates (the run's editing/context_templates.json); none given")
         return cls(model, tok, method, problem, list(requests(cases, problem, noised, tok.eos_token, sigma, essence)),
                    list(layers), hparams_for(editing, method, problem), stats,
-                   templates[spec.templates] if spec.templates and templates is not None else None,
+                   templates[spec.templates] if spec.templates else None,
                    editing.get("seed", 1), editing.get("batch_cases", 1), editing.get("mixed_precision", False))
 
     def window(self, central: int) -> list[int]:

@@ -17,8 +17,6 @@ norm) has no counterpart; without it MEMIT barely edits Gemma.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 

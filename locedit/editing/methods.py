@@ -1,7 +1,7 @@
 """Editing methods: each maps (model, tokenizer, request, layers, hparams, stats, templates) to
 weight deltas; :mod:`locedit.editing.apply` applies them and restores the originals. Each also
 edits many requests at once (``edit_cases``: per-case updates applied per row by
-:mod:`locedit.editing.case_updates`, the weights never written), the engine the sweep runs.
+:mod:`locedit.editing.case_updates`, the weights never written), the engine an edit job runs.
 
     >>> METHODS["rome"].window, METHODS["ft5"].window
     (1, 5)

@@ -11,7 +11,6 @@ with δ optimised at the MLP output; k*, m = key and MLP output of the plain pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn

@@ -12,7 +12,7 @@ fit's added R² and its F-test. The variants, one block of rows each:
 - ``reference_denominator``: the reference code's |high − low| (``max_fraction_restored_high``, ≤ 1);
 - ``reference_fraction_restored``: the reference code's effect, that denominator and its filter
   (cases with a clean P(o_true) below .02 are not traced, so not regressed; belief-localization
-  ``experiments/tracing.py``; :func:`locedit.tracing.trace.tracing_effects`);
+  ``experiments/tracing.py``; :func:`locedit.tracing.effects.tracing_effects`);
 - ``without_case_<id>``: without the case of the largest effect (the most leveraged point);
 - ``without_fraction_above_1``: without every case whose effect exceeds 1 at some edited layer.
 

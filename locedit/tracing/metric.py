@@ -22,7 +22,7 @@ Both are computed from final hidden states, so one forward pass serves any metri
     ValueError: the contrast answer starts with the target's first token (id 1): the logit difference is 0 by construction; choose another contrast answer
 
 How a trace's values become an effect (fraction restored, signed for the logit difference) is
-:func:`locedit.tracing.trace.tracing_effects`.
+:func:`locedit.tracing.effects.tracing_effects`.
 """
 
 from __future__ import annotations
