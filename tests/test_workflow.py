@@ -148,7 +148,8 @@ def test_smoke_workflow_analysis_and_report(smoke_run):
     assert ".947/.016/.948/.001" in summary  # the paper's cell beside ours
     # the opening: 2 cases decide nothing; the committed full protocol of gemma-3-270m beside, as printed at the end
     opening = summary.split("## ")[0]
-    assert opening.split("\n\n")[1].startswith("**Verdict.** 2 cases give no verdict: ") and "holds" not in opening
+    verdict = opening.split("\n\n")[1]
+    assert verdict.startswith("**Verdict.** 2 cases give no verdict: ") and "holds" not in verdict
     assert "**Committed full protocol.** " in opening and "(docs/results/gemma-3-270m/r2.csv): **holds " in opening
     assert "\n## Committed full protocol (" in summary and "cases, docs/results/gemma-3-270m/r2.csv) — " in summary
     assert "locedit: 2 cases give no verdict: " in done.stdout + done.stderr
