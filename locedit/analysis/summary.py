@@ -196,14 +196,20 @@ def committed_table(model: str, committed: Committed) -> str:
              "", f"The verdicts of the {committed.label}, by the same rule as this run's table above.", "",
              "| problem | method | R² layer | R² tracing | R² added by tracing | verdict |",
              "|---|---|---|---|---|---|"]
+    lines += _condition_lines(committed.rows, lambda row: [
+        *(_with_interval(row, k) for k in ("r2_layer", "r2_trace", "r2_added")), row["verdict"] or "no verdict"])
+    return "\n".join(lines)
+
+
+def _condition_lines(rows: pd.DataFrame, cells) -> list[str]:
+    """One table line per (problem, method) of ``rows``, in the paper's order: its labels, then ``cells(row)``."""
+    lines = []
     for problem in PROBLEM_LABELS:
         for method in METHOD_LABELS:
-            row = _lookup(committed.rows, method=method, problem=problem)
+            row = _lookup(rows, method=method, problem=problem)
             if row is not None:
-                lines.append(f"| {PROBLEM_LABELS[problem]} | {METHOD_LABELS[method]} | "
-                             + " | ".join(_with_interval(row, k) for k in ("r2_layer", "r2_trace", "r2_added"))
-                             + f" | {row['verdict'] or 'no verdict'} |")
-    return "\n".join(lines)
+                lines.append(f"| {PROBLEM_LABELS[problem]} | {METHOD_LABELS[method]} | " + " | ".join(cells(row)) + " |")
+    return lines
 
 
 def _with_interval(row: dict, key: str) -> str:
@@ -334,16 +340,9 @@ def _intervals(ours: pd.DataFrame, metric: str = "rewrite") -> list[str]:
              + verdict_counts(rows) + f" of {len(rows)}.", "",
              f"| problem | method | R² layer | R² tracing | R² added by tracing | edits ≥ {CEILING} / ≤ {FLOOR} | verdict |",
              "|---|---|---|---|---|---|---|"]
-    for problem in PROBLEM_LABELS:
-        for method in METHOD_LABELS:
-            row = _lookup(rows, method=method, problem=problem)
-            if row is None:
-                continue
-            cells = [f"{_num(row[k])} [{_num(row[k + '_lo'])}, {_num(row[k + '_hi'])}]"
-                     for k in ("r2_layer", "r2_trace", "r2_added")]
-            cells.append(f"{row['ceiling_share']:.0%} / {row['floor_share']:.0%}")
-            lines.append(f"| {PROBLEM_LABELS[problem]} | {METHOD_LABELS[method]} | " + " | ".join(cells)
-                         + f" | {row['verdict']} |")
+    lines += _condition_lines(rows, lambda row: [
+        *(f"{_num(row[k])} [{_num(row[k + '_lo'])}, {_num(row[k + '_hi'])}]" for k in ("r2_layer", "r2_trace", "r2_added")),
+        f"{row['ceiling_share']:.0%} / {row['floor_share']:.0%}", row["verdict"]])
     return lines + [""]
 
 
