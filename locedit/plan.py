@@ -85,6 +85,8 @@ PROBLEMS: dict[str, Problem] = {
     ]
 }
 PROBLEM_NAMES = tuple(PROBLEMS)
+METHOD_LABELS = {name: site.label for name, site in EDIT_SITES.items()}  # for tables and figures
+PROBLEM_LABELS = {name: problem.label for name, problem in PROBLEMS.items()}
 NOISED_PROBLEMS = frozenset(name for name, problem in PROBLEMS.items() if problem.noised)  # edited under subject noise
 ROME_LENGTHS = ((5, 10), (10, 10))  # ROME context templates: (tokens, count) (locedit.editing.templates)
 

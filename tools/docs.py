@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from locedit.analysis.regressions import VERDICTS  # noqa: E402
 from locedit.config import load_config  # noqa: E402
-from locedit.plan import EDIT_SITES, Plan  # noqa: E402
+from locedit.plan import METHOD_LABELS, Plan  # noqa: E402
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docs" / "results" / "README.md"]
 RESULTS = REPO / "docs" / "results"
@@ -63,9 +63,6 @@ def scale_memory() -> str:
 
 def _r2(x: float) -> str:
     return f"{x:.3f}".replace("0.", ".", 1) if x >= 0 else f"{x:.3f}"
-
-
-_METHOD_LABELS = {name: site.label for name, site in EDIT_SITES.items()}
 
 
 def answer() -> str:
@@ -120,7 +117,7 @@ def _reading(others: list[tuple[str, pd.DataFrame]]) -> str:
             parts.append(f"{name}: every condition holds")
             continue
         by = rows.assign(verdict=rows.verdict.fillna("no verdict")).groupby("verdict").method
-        parts.append(f"{name}: " + "; ".join(f"{verdict}: {', '.join(sorted(set(_METHOD_LABELS[m] for m in methods)))}"
+        parts.append(f"{name}: " + "; ".join(f"{verdict}: {', '.join(sorted(set(METHOD_LABELS[m] for m in methods)))}"
                                               for verdict, methods in by))
     return "Conditions without a **holds** verdict, by method — " + " · ".join(parts) + "."
 

@@ -15,8 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from locedit.analysis.regressions import CEILING, FLOOR  # noqa: E402
-from locedit.plan import EDIT_SITES  # noqa: E402
-from locedit.plan import PROBLEMS  # noqa: E402
+from locedit.plan import EDIT_SITES, METHOD_LABELS, PROBLEM_LABELS  # noqa: E402
 
 KIND_LABELS = {"hidden": "hidden state", "mlp": "MLP output", "attn": "attention output"}
 KIND_COLORMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
@@ -56,8 +55,6 @@ def plot_trace_heatmap(case: pd.DataFrame, path: str | Path, title: str | None =
     return path
 
 
-METHOD_LABELS = {name: m.label for name, m in EDIT_SITES.items()}
-PROBLEM_LABELS = {name: p.label for name, p in PROBLEMS.items()}
 METHOD_COLORS = {name: m.color for name, m in EDIT_SITES.items()}
 
 

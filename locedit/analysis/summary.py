@@ -23,14 +23,12 @@ import numpy as np
 import pandas as pd
 
 from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, MIN_VERDICT_CASES, verdict_counts
-from locedit.plan import EDIT_SITES, PROBLEMS, model_slug
+from locedit.plan import METHOD_LABELS, PROBLEM_LABELS, model_slug
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMMITTED_RESULTS = REPOSITORY / "docs" / "results"  # one folder per model (python -m locedit.results analyse)
 DECIDED = ("holds", "undetermined", "reversed")  # the verdicts proper; the other labels decide nothing
 
-METHOD_LABELS = {name: m.label for name, m in EDIT_SITES.items()}
-PROBLEM_LABELS = {name: p.label for name, p in PROBLEMS.items()}
 
 
 def paper_tables() -> pd.DataFrame:
