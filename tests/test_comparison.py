@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from locedit.results.comparison import ModelResults, comparison_markdown, peak_table, verdict_lines
+from locedit.results.comparison import (ModelResults, comparison_markdown, peak_table, strength_lines, variant_table,
+                                       verdict_lines)
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(p.parent.relative_to(REPO) for p in (REPO / "docs" / "results").glob("*/groups"))
@@ -50,3 +51,29 @@ def test_verdicts_are_stated_per_problem_with_their_n(tmp_path):
 def test_committed_comparison_rebuilds_exactly(monkeypatch):
     monkeypatch.chdir(REPO)
     assert comparison_markdown(COMMITTED) == (REPO / "docs" / "results" / "comparison.md").read_text()
+
+
+def test_verdicts_are_counted_per_localization_and_effect_with_their_changes(tmp_path):
+    folder = synthetic_folder(tmp_path, {1: 3, 2: 3}, best_rome_layer=0)
+    conditions = [("ft1", "error_injection"), ("rome", "error_injection"), ("rome", "fact_forcing")]
+    rewrite = pd.DataFrame([{"method": m, "problem": p, "metric": "rewrite", "n_cases": 12} for m, p in conditions])
+    rewrite.assign(verdict=["at ceiling", "holds", "holds"], ceiling_share=[.99, .1, .2],
+                   floor_share=0.0).to_csv(folder / "r2.csv", index=False)
+    pd.concat([rewrite.assign(localization="exact-gaussian-prob", verdict=["at ceiling", "holds", "holds"]),
+               rewrite.assign(localization="exact-str-logit_diff", verdict=["at ceiling", "holds", "undetermined"]),
+               rewrite.assign(localization="exact-str-logit_diff", metric="paraphrase", verdict="reversed")]
+              ).to_csv(folder / "localizations.csv", index=False)
+    pd.concat([rewrite.assign(variant="paper", verdict=["at ceiling", "holds", "holds"]),
+               rewrite.assign(variant="reference_fraction_restored", n_cases=9, verdict=["at ceiling", "", "holds"])]
+              ).drop(columns="metric").to_csv(folder / "sensitivity.csv", index=False)
+    model = ModelResults.load(folder)
+    lines = variant_table([model])
+    assert lines[0] == ("| model | localization | effect | cases | holds | undetermined | at ceiling | no verdict | "
+                        "verdicts that differ from the main analysis's |")
+    assert lines[2:] == [
+        "| toy | activation patching, Gaussian noise, P(target) | project's | 12 | 2 | 0 | 1 | 0 | (main analysis) |",
+        "| toy | activation patching, token replacement, logit difference | project's | 12 | 1 | 1 | 1 | 0 | "
+        "Fact Forcing ROME: holds → undetermined |",  # the paraphrase rows do not count
+        "| toy | activation patching, Gaussian noise, P(target) | reference code's | 9 | 1 | 0 | 1 | 1 | "
+        "Error Injection ROME: holds → no verdict |"]
+    assert strength_lines([model]) == ["- **toy**: at ceiling Error Injection FT-1 (99% of its edits ≥ 0.98)."]

@@ -8,7 +8,9 @@ It reads only what :mod:`locedit.results.build` committed (``r2.csv`` and the gr
 tracing tables), so it runs in seconds without a model. Per model: the rewrite-score regressions of
 every method × problem (R² layer / tracing / both / added, the added R² chance alone gives, the
 F-test p, the bootstrap verdict and its n), where tracing peaks against where editing works best
-(Fig. 1), and ROME error injection's fit errors (Table 7).
+(Fig. 1), ROME error injection's fit errors (Table 7), and how the bootstrap verdicts move with the
+localization (``localizations.csv``) and the effect's definition (``sensitivity.csv``), with the
+conditions labelled at ceiling or floor.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pathlib import Path
 import pandas as pd
 
 from locedit.analysis.localizations import peak_layers
-from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, verdict_counts
+from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, VERDICTS, verdict_counts
 from locedit.analysis.summary import _lookup, _num, _pvalue, fit_errors, paper_tables
-from locedit.plan import EDIT_SITES, PROBLEMS
+from locedit.localization import PAPER, Localization
+from locedit.plan import EDIT_SITES, METHOD_LABELS, PROBLEM_LABELS, PROBLEMS
 from locedit.results.build import load_groups
+from locedit.results.sensitivity import REFERENCE
 from locedit.tracing.effects import tracing_effects
 
 PAPER_GPT2_XL = ("GPT-2 XL (the paper's Fig. 13: error injection and fact forcing, 14 layers, window 10): "
@@ -40,6 +44,7 @@ class ModelResults:
     r2: pd.DataFrame
     peaks: pd.Series  # case_id → layer of the largest effect-window MLP effect
     rewrite_by_layer: pd.DataFrame  # (method, problem, layer) → mean rewrite score
+    variants: pd.DataFrame  # rewrite-score verdicts per localization / effect: variant, label, method, problem, n_cases, verdict
 
     @classmethod
     def load(cls, folder: Path) -> "ModelResults":
@@ -47,7 +52,8 @@ class ModelResults:
         window = runs[0]["effect_window"]
         peaks = peak_layers(tracing_effects(tables[window]), "max_fraction_restored")
         by_layer = scores.groupby(["method", "problem", "layer"]).rewrite_score.mean().reset_index()
-        return cls(runs[0]["model"], runs[0]["n_layers"], pd.read_csv(Path(folder) / "r2.csv"), peaks, by_layer)
+        r2 = pd.read_csv(Path(folder) / "r2.csv")
+        return cls(runs[0]["model"], runs[0]["n_layers"], r2, peaks, by_layer, verdict_variants(Path(folder), r2))
 
     @property
     def n_cases(self) -> int:
@@ -56,6 +62,35 @@ class ModelResults:
     @property
     def layers(self) -> list[int]:
         return sorted(self.rewrite_by_layer.layer.unique().tolist())
+
+
+PROJECT_EFFECT, REFERENCE_EFFECT = "project's", "reference code's"
+
+
+def verdict_variants(folder: Path, r2: pd.DataFrame) -> pd.DataFrame:
+    """The rewrite-score verdicts of every localization and effect definition a results folder holds:
+    ``r2.csv`` (the main analysis: the paper's localization, the project's effect), the other
+    localizations of ``localizations.csv`` (the project's effect) and ``sensitivity.csv``'s
+    :data:`locedit.results.sensitivity.REFERENCE` variant (the paper's localization, the reference
+    code's effect); a file the folder lacks adds no rows. Columns: variant (``main`` for the main
+    analysis), localization (its label), effect, method, problem, n_cases, verdict ("" for none)."""
+    columns = ["method", "problem", "n_cases", "verdict"]
+    blocks = [r2[r2.metric == "rewrite"][columns].assign(variant="main", localization=PAPER.label,
+                                                          effect=PROJECT_EFFECT)]
+    if (folder / "localizations.csv").exists():
+        table = pd.read_csv(folder / "localizations.csv")
+        for name, rows in table[table.metric == "rewrite"].groupby("localization", sort=False):
+            if not Localization.parse(name).is_paper:
+                blocks.append(rows[columns].assign(variant=name, localization=Localization.parse(name).label,
+                                                   effect=PROJECT_EFFECT))
+    if (folder / "sensitivity.csv").exists():
+        table = pd.read_csv(folder / "sensitivity.csv")
+        blocks.append(table[table.variant == REFERENCE][columns].assign(variant=REFERENCE, localization=PAPER.label,
+                                                                         effect=REFERENCE_EFFECT))
+    order = {(p, m): i for i, (p, m) in enumerate((p, m) for p in PROBLEMS for m in EDIT_SITES)}
+    table = pd.concat(blocks, ignore_index=True).assign(verdict=lambda t: t.verdict.fillna(""))
+    table["_order"] = [order.get(key, len(order)) for key in zip(table.problem, table.method)]
+    return table.sort_values(["_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 def regression_cell(row: dict | None) -> str:
@@ -148,6 +183,40 @@ def table7(models: list[ModelResults], paper: pd.DataFrame) -> list[str]:
                     if row is not None]
 
 
+def variant_table(models: list[ModelResults]) -> list[str]:
+    """Verdict counts per model × localization × effect definition, and which conditions' verdicts
+    differ from the main analysis's (``Problem Method: main → this``)."""
+    found = set().union(*(set(m.variants.verdict.replace("", "no verdict")) for m in models))
+    shown = [v for v in VERDICTS if v in found] + sorted(found - set(VERDICTS))
+    lines = ["| model | localization | effect | cases | " + " | ".join(shown) + " | verdicts that differ from the "
+             "main analysis's |", "|---|---|---|---|" + "---|" * len(shown) + "---|"]
+    for m in models:
+        main = m.variants[m.variants.variant == "main"].set_index(["problem", "method"]).verdict
+        for variant, rows in m.variants.groupby("variant", sort=False):
+            counts = rows.verdict.replace("", "no verdict").value_counts()
+            changed = [f"{PROBLEM_LABELS[p]} {METHOD_LABELS[k]}: {main.get((p, k)) or 'no verdict'} → {v or 'no verdict'}"
+                       for p, k, v in rows[["problem", "method", "verdict"]].itertuples(index=False)
+                       if main.get((p, k)) != v]
+            differ = "(main analysis)" if variant == "main" else "; ".join(changed) or "none"
+            lines.append(f"| {m.name} | {rows.localization.iloc[0]} | {rows.effect.iloc[0]} | {int(rows.n_cases.max())} | "
+                         + " | ".join(str(int(counts.get(v, 0))) for v in shown) + f" | {differ} |")
+    return lines
+
+
+def strength_lines(models: list[ModelResults]) -> list[str]:
+    """Per model, the conditions the main analysis labels at ceiling or floor, with the share of
+    their edits at that end (``r2.csv``'s ``ceiling_share`` / ``floor_share``)."""
+    lines = []
+    for m in models:
+        rewrite = m.r2[m.r2.metric == "rewrite"]
+        named = [f"{r.verdict} {PROBLEM_LABELS[r.problem]} {METHOD_LABELS[r.method]} ("
+                 + (f"{r.ceiling_share:.0%} of its edits ≥ {CEILING}" if r.verdict == "at ceiling"
+                    else f"{r.floor_share:.0%} of its edits ≤ {FLOOR}") + ")"
+                 for r in rewrite.itertuples() if r.verdict in ("at ceiling", "at floor")]
+        lines.append(f"- **{m.name}**: " + ("; ".join(named) if named else "none at ceiling or floor") + ".")
+    return lines
+
+
 def comparison_markdown(folders: list[Path]) -> str:
     """The comparison page of the results ``folders`` (each analysed by ``locedit.results.build``)."""
     models = [ModelResults.load(Path(f)) for f in folders]
@@ -169,6 +238,21 @@ def comparison_markdown(folders: list[Path]) -> str:
              "Tracing peak: the layer of each case's largest MLP effect at the effect window; best layer: the "
              "central layer with the highest mean rewrite score (depth = layer / (layers − 1); mean score).", "",
              *peak_table(models), "",
+             "## Does the verdict depend on the localization or the effect's definition?", "",
+             "Bootstrap verdicts (the rule of the first table) of the 20 rewrite-score conditions per model, counted "
+             "per localization and tracing-effect definition, from the effect window's MLP traces of the same cases "
+             "(the edits are the same in every row). Localizations: the paper's (activation patching of "
+             "Gaussian-noised subjects, P(target)); token replacement by a subject of the same relation with as many "
+             "tokens and a different answer, scored by the logit difference against the partner's answer; attribution "
+             "patching (the first-order term of restoring a window jointly). Effects: the **project's**, the paper's "
+             "text (restored − low over clean − low, its largest over the subject tokens; clamped at 0 for P(target), "
+             "signed for the logit difference); the **reference code's** (divided by high − low, high the largest of "
+             "clean and every restoration; cases with a clean P(o_true) under .02 skipped, hence fewer cases).", "",
+             *variant_table(models), "",
+             "Conditions at ceiling or floor (every layer's mean rewrite score ≥ "
+             f"{CEILING} / ≤ {FLOOR} with the layer means within {MAX_SPREAD}) get that label, not a verdict: the edit "
+             "succeeds or fails wherever it is made, so the layer has nothing to explain. Main analysis:", "",
+             *strength_lines(models), "",
              "## Table 7: ROME error injection, layer vs tracing", "", *table7(models, paper), ""]
     return "\n".join(lines)
 
