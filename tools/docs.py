@@ -25,9 +25,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from locedit.analysis.regressions import VERDICTS  # noqa: E402
+from locedit.analysis.regressions import VERDICTS, verdict_counts  # noqa: E402
 from locedit.config import load_config  # noqa: E402
 from locedit.plan import METHOD_LABELS, Plan  # noqa: E402
+from locedit.results.comparison import verdict_variants  # noqa: E402
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docs" / "results" / "README.md"]
 RESULTS = REPO / "docs" / "results"
@@ -72,9 +73,10 @@ def answer() -> str:
     then the reading: where the verdicts are not "holds", which methods they fall on."""
     paper = pd.read_csv(PAPER_TABLE)
     paper = paper[paper.metric == "rewrite"]
-    rows, found, others = [], set(), []
+    rows, found, others, variants = [], set(), [], []
     for folder, name in MODELS.items():
         r2 = pd.read_csv(RESULTS / folder / "r2.csv")
+        variants.append((name, verdict_variants(RESULTS / folder, r2)))
         rewrite = r2[r2.metric == "rewrite"]
         verdicts = rewrite.verdict.fillna("").replace("", "no verdict").value_counts()
         found |= set(verdicts.index)
@@ -106,7 +108,23 @@ def answer() -> str:
             "**undetermined** when the intervals overlap, **at ceiling** / **at floor** when every layer's "
             "edits succeed / fail alike. Means over the conditions whose fit is not saturated; the paper gives "
             "no intervals. Per condition: [`docs/results/comparison.md`](docs/results/comparison.md)."
-            + "\n\n" + _reading(others))
+            + "\n\n" + _reading(others) + "\n\n" + _variants(variants))
+
+
+def _variants(models: list[tuple[str, pd.DataFrame]]) -> str:
+    """The same edits' verdict counts under the other localizations and the reference code's effect
+    (:func:`locedit.results.comparison.verdict_variants`)."""
+    parts = []
+    for name, table in models:
+        others = [f"{rows.localization.iloc[0]}" + ("" if rows.effect.iloc[0] == "project's" else
+                                                     f", the {rows.effect.iloc[0]} effect on {int(rows.n_cases.max())} cases")
+                  + f" ({verdict_counts(rows)})" for variant, rows in table.groupby("variant", sort=False)
+                  if variant != "main"]
+        if others:
+            parts.append(f"{name}: " + "; ".join(others))
+    return ("The same edits' verdicts under the other localizations and tracing-effect definitions — "
+            + " · ".join(parts) + " ([comparison.md](docs/results/comparison.md#does-the-verdict-depend-on-the-"
+            "localization-or-the-effects-definition)).") if parts else ""
 
 
 def _reading(others: list[tuple[str, pd.DataFrame]]) -> str:
