@@ -12,7 +12,7 @@ from locedit.analysis.plots import plot_strength_sweep
 from locedit.config import load_config
 from locedit.editing.hparams import hparams_for
 from locedit.plan import PROBLEMS, central_layers, planned_num_layers
-from locedit.results.strength import collect, main, overlay
+from locedit.results.strength import collect, main, overlay, strength_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "configs" / "strength-gemma.yaml"
@@ -75,3 +75,24 @@ def test_collect_labels_the_scale_at_ceiling_and_gives_the_others_their_verdict(
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileNotFoundError, match="toy-x9/scores.parquet is missing: run scale 9 first"):
         collect({**config, "sweep": {**config["sweep"], "scales": [9]}}, tmp_path)
+
+
+def test_markdown_reads_the_sweep_by_scale(tmp_path):
+    config = {"run": "toy", "model": {"name": "toy"}, "analysis": {"bootstrap": 200},
+              "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [0.1, 3]},
+              "editing": {"problems": ["error_injection"], "hparams": {"ft1": {"norm_constraint": 1e-3}}}}
+    fake_run(tmp_path, "toy-x0.1", level=0.2, spread=0.5)
+    fake_run(tmp_path, "toy-x3", level=0.985, spread=0.01)
+    lines = strength_markdown(*collect(config, tmp_path), "norm_constraint", "toy.yaml").splitlines()
+    assert lines[0] == "# Edit strength: norm_constraint × 0.1, 3"
+    assert "| × 0.1 | holds 1 | FT-1 .45 |" in lines  # layer 4 of 0, 4, 8: .2 + .5 · 4/8
+    assert "| × 3 | at ceiling 1 | FT-1 .99 |" in lines
+    assert lines[-1] == "| FT-1 | Error Injection | 0.0001: .20–.70, **holds** | 0.003: .98–1.00, **at ceiling** |"
+
+
+@pytest.mark.parametrize("folder", sorted((REPO / "docs" / "results").glob("strength-*")), ids=lambda p: p.name)
+def test_committed_strength_page_rebuilds_from_its_tables(folder):
+    table, by_layer = pd.read_csv(folder / "strength.csv"), pd.read_csv(folder / "strength_by_layer.csv")
+    source = f"configs/{folder.name}.yaml"
+    hparam = load_config(REPO / source)["sweep"]["hparam"]
+    assert strength_markdown(table, by_layer, hparam, source) == (folder / "strength.md").read_text()
