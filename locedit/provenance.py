@@ -98,7 +98,7 @@ def model_record(model, name: str, dtype: str) -> dict[str, Any]:
             "model_type": model.config.model_type}
 
 
-def describe(records: list[dict[str, Any]]) -> list[str]:
+def markdown(records: list[dict[str, Any]]) -> list[str]:
     """Markdown lines for a summary: per ``scores.parquet`` record (one per run / group), the code,
     the model and the hyperparameters each method's edit jobs ran with."""
     lines = ["## Provenance", ""]
@@ -109,10 +109,11 @@ def describe(records: list[dict[str, Any]]) -> list[str]:
             continue
         code, model = record.get("code", {}), (record.get("tracing") or {}).get("model", {})
         dirty = " (uncommitted changes)" if code.get("dirty") else ""
+        made = (f"model {model.get('name')} ({model.get('model_type')}, {model.get('revision')}), {model.get('dtype')} "
+                f"on {model.get('device')}" if model else "the model not recorded (its tracing table predates the stamp)")
         lines.append(f"- **{record.get('params', {}).get('run', '?')}**: locedit {code.get('locedit')} at commit "
                      f"`{(code.get('commit') or 'unknown')[:12]}`{dirty}, torch {code.get('torch')}, transformers "
-                     f"{code.get('transformers')}; model {model.get('name')} ({model.get('model_type')}, "
-                     f"{model.get('revision')}), {model.get('dtype')} on {model.get('device')}")
+                     f"{code.get('transformers')}; {made}")
         by_method: dict[str, set[str]] = {}
         for key, edit in sorted((record.get("edits") or {}).items()):
             method = key.split("/")[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from locedit.results.comparison import (ModelResults, comparison_markdown, peak_table, strength_lines, variant_table,
+from locedit.results.comparison import (ModelResults, comparison_markdown, peak_table, ceiling_floor_lines, variant_table,
                                        verdict_lines)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,4 +76,4 @@ def test_verdicts_are_counted_per_localization_and_effect_with_their_changes(tmp
         "Fact Forcing ROME: holds → undetermined |",  # the paraphrase rows do not count
         "| toy | activation patching, Gaussian noise, P(target) | reference code's | 9 | 1 | 0 | 1 | 1 | "
         "Error Injection ROME: holds → no verdict |"]
-    assert strength_lines([model]) == ["- **toy**: at ceiling Error Injection FT-1 (99% of its edits ≥ 0.98)."]
+    assert ceiling_floor_lines([model]) == ["- **toy**: at ceiling Error Injection FT-1 (99% of its edits ≥ 0.98)."]

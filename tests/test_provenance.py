@@ -37,7 +37,9 @@ def test_the_summary_lists_code_model_and_each_methods_hyperparameters():
                                     "dtype": "float32", "device": "cpu"}},
               "edits": {f"rome/{p}": {"editing": {"hparams": {"rome": {"v_lr": 0.5}}, "overrides": {}}}
                         for p in ("error_injection", "fact_forcing")}}
-    text = "\n".join(provenance.describe([record]))
+    text = "\n".join(provenance.markdown([record]))
     assert "commit `aaaaaaaaaaaa` (uncommitted changes)" in text and "gemma3_text, PyPI x==1" in text
     assert text.count("- rome:") == 1 and '"v_lr": 0.5' in text
-    assert "No provenance recorded" in "\n".join(provenance.describe([{}]))
+    assert "No provenance recorded" in "\n".join(provenance.markdown([{}]))
+    without_model = {k: v for k, v in record.items() if k != "tracing"}
+    assert "; the model not recorded" in "\n".join(provenance.markdown([without_model]))

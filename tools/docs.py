@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from locedit.analysis.regressions import VERDICTS, verdict_counts  # noqa: E402
 from locedit.config import load_config  # noqa: E402
 from locedit.plan import METHOD_LABELS, Plan  # noqa: E402
-from locedit.results.comparison import verdict_variants  # noqa: E402
+from locedit.results.comparison import PROJECT_EFFECT, verdict_variants  # noqa: E402
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docs" / "results" / "README.md"]
 RESULTS = REPO / "docs" / "results"
@@ -116,7 +116,7 @@ def _variants(models: list[tuple[str, pd.DataFrame]]) -> str:
     (:func:`locedit.results.comparison.verdict_variants`)."""
     parts = []
     for name, table in models:
-        others = [f"{rows.localization.iloc[0]}" + ("" if rows.effect.iloc[0] == "project's" else
+        others = [rows.localization.iloc[0] + ("" if rows.effect.iloc[0] == PROJECT_EFFECT else
                                                      f", the {rows.effect.iloc[0]} effect on {int(rows.n_cases.max())} cases")
                   + f" ({verdict_counts(rows)})" for variant, rows in table.groupby("variant", sort=False)
                   if variant != "main"]

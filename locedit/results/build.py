@@ -182,7 +182,7 @@ def analyse(folder: Path, n_boot: int | None = None) -> None:
     info = {"run": " + ".join(r["run"] for r in runs), "model": model, "window": effect_window}
     localized = _localization_tables(folder, runs, tables[effect_window], effect_window)
     compared, agreed, section = localization_tables(scores, localized, model, effect, n_boot)
-    section = section + provenance.describe([provenance.read(folder / "groups" / r["run"] / "scores.parquet")
+    section = section + provenance.markdown([provenance.read(folder / "groups" / r["run"] / "scores.parquet")
                                              for r in runs])
     r2, concentrated, summary = regression_tables(scores, tables[effect_window], model, effect, correlation_layer,
                                                   info, n_boot, section)

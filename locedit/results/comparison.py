@@ -44,7 +44,7 @@ class ModelResults:
     r2: pd.DataFrame
     peaks: pd.Series  # case_id → layer of the largest effect-window MLP effect
     rewrite_by_layer: pd.DataFrame  # (method, problem, layer) → mean rewrite score
-    variants: pd.DataFrame  # rewrite-score verdicts per localization / effect: variant, label, method, problem, n_cases, verdict
+    variants: pd.DataFrame  # rewrite-score verdicts per localization × effect (verdict_variants)
 
     @classmethod
     def load(cls, folder: Path) -> "ModelResults":
@@ -72,25 +72,26 @@ def verdict_variants(folder: Path, r2: pd.DataFrame) -> pd.DataFrame:
     ``r2.csv`` (the main analysis: the paper's localization, the project's effect), the other
     localizations of ``localizations.csv`` (the project's effect) and ``sensitivity.csv``'s
     :data:`locedit.results.sensitivity.REFERENCE` variant (the paper's localization, the reference
-    code's effect); a file the folder lacks adds no rows. Columns: variant (``main`` for the main
-    analysis), localization (its label), effect, method, problem, n_cases, verdict ("" for none)."""
+    code's effect); a file the folder lacks (or one from before the bootstrap verdicts) adds no rows.
+    Columns: method, problem, n_cases, verdict ("" for none), variant (``main`` for the main analysis),
+    localization (its label), effect (:data:`PROJECT_EFFECT` or :data:`REFERENCE_EFFECT`); rows by
+    variant, then problem and method in the paper's order."""
     columns = ["method", "problem", "n_cases", "verdict"]
     blocks = [r2[r2.metric == "rewrite"][columns].assign(variant="main", localization=PAPER.label,
                                                           effect=PROJECT_EFFECT)]
-    if (folder / "localizations.csv").exists():
-        table = pd.read_csv(folder / "localizations.csv")
+    if (folder / "localizations.csv").exists() and set(columns) <= set(table := pd.read_csv(folder / "localizations.csv")):
         for name, rows in table[table.metric == "rewrite"].groupby("localization", sort=False):
             if not Localization.parse(name).is_paper:
                 blocks.append(rows[columns].assign(variant=name, localization=Localization.parse(name).label,
                                                    effect=PROJECT_EFFECT))
-    if (folder / "sensitivity.csv").exists():
-        table = pd.read_csv(folder / "sensitivity.csv")
+    if (folder / "sensitivity.csv").exists() and set(columns) <= set(table := pd.read_csv(folder / "sensitivity.csv")):
         blocks.append(table[table.variant == REFERENCE][columns].assign(variant=REFERENCE, localization=PAPER.label,
                                                                          effect=REFERENCE_EFFECT))
     order = {(p, m): i for i, (p, m) in enumerate((p, m) for p in PROBLEMS for m in EDIT_SITES)}
     table = pd.concat(blocks, ignore_index=True).assign(verdict=lambda t: t.verdict.fillna(""))
+    table["_block"] = table.variant.map({name: i for i, name in enumerate(table.variant.unique())})
     table["_order"] = [order.get(key, len(order)) for key in zip(table.problem, table.method)]
-    return table.sort_values(["_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    return table.sort_values(["_block", "_order"]).drop(columns=["_block", "_order"]).reset_index(drop=True)
 
 
 def regression_cell(row: dict | None) -> str:
@@ -194,16 +195,20 @@ def variant_table(models: list[ModelResults]) -> list[str]:
         main = m.variants[m.variants.variant == "main"].set_index(["problem", "method"]).verdict
         for variant, rows in m.variants.groupby("variant", sort=False):
             counts = rows.verdict.replace("", "no verdict").value_counts()
-            changed = [f"{PROBLEM_LABELS[p]} {METHOD_LABELS[k]}: {main.get((p, k)) or 'no verdict'} → {v or 'no verdict'}"
-                       for p, k, v in rows[["problem", "method", "verdict"]].itertuples(index=False)
-                       if main.get((p, k)) != v]
-            differ = "(main analysis)" if variant == "main" else "; ".join(changed) or "none"
-            lines.append(f"| {m.name} | {rows.localization.iloc[0]} | {rows.effect.iloc[0]} | {int(rows.n_cases.max())} | "
+            if variant == "main":
+                differ = "(main analysis)"
+            else:
+                differ = "; ".join(f"{PROBLEM_LABELS[p]} {METHOD_LABELS[k]}: {main.get((p, k), '–') or 'no verdict'} → "
+                                   f"{v or 'no verdict'}" for p, k, v in rows[["problem", "method", "verdict"]].itertuples(
+                                       index=False) if main.get((p, k)) != v) or "none"
+            low, high = int(rows.n_cases.min()), int(rows.n_cases.max())
+            lines.append(f"| {m.name} | {rows.localization.iloc[0]} | {rows.effect.iloc[0]} | "
+                         f"{low if low == high else f'{low}–{high}'} | "
                          + " | ".join(str(int(counts.get(v, 0))) for v in shown) + f" | {differ} |")
     return lines
 
 
-def strength_lines(models: list[ModelResults]) -> list[str]:
+def ceiling_floor_lines(models: list[ModelResults]) -> list[str]:
     """Per model, the conditions the main analysis labels at ceiling or floor, with the share of
     their edits at that end (``r2.csv``'s ``ceiling_share`` / ``floor_share``)."""
     lines = []
@@ -239,20 +244,21 @@ def comparison_markdown(folders: list[Path]) -> str:
              "central layer with the highest mean rewrite score (depth = layer / (layers − 1); mean score).", "",
              *peak_table(models), "",
              "## Does the verdict depend on the localization or the effect's definition?", "",
-             "Bootstrap verdicts (the rule of the first table) of the 20 rewrite-score conditions per model, counted "
-             "per localization and tracing-effect definition, from the effect window's MLP traces of the same cases "
+             "Bootstrap verdicts (the rule of the first table) of each model's rewrite-score conditions, counted per "
+             "localization and tracing-effect definition, from the effect window's MLP traces of the same cases "
              "(the edits are the same in every row). Localizations: the paper's (activation patching of "
              "Gaussian-noised subjects, P(target)); token replacement by a subject of the same relation with as many "
              "tokens and a different answer, scored by the logit difference against the partner's answer; attribution "
              "patching (the first-order term of restoring a window jointly). Effects: the **project's**, the paper's "
              "text (restored − low over clean − low, its largest over the subject tokens; clamped at 0 for P(target), "
              "signed for the logit difference); the **reference code's** (divided by high − low, high the largest of "
-             "clean and every restoration; cases with a clean P(o_true) under .02 skipped, hence fewer cases).", "",
+             "clean and every restoration; cases with a clean P(o_true) under .02 skipped, hence fewer cases). Cases: "
+             "the range over the conditions (fact erasure edits only cases with P(o_true) ≥ .02).", "",
              *variant_table(models), "",
              "Conditions at ceiling or floor (every layer's mean rewrite score ≥ "
              f"{CEILING} / ≤ {FLOOR} with the layer means within {MAX_SPREAD}) get that label, not a verdict: the edit "
              "succeeds or fails wherever it is made, so the layer has nothing to explain. Main analysis:", "",
-             *strength_lines(models), "",
+             *ceiling_floor_lines(models), "",
              "## Table 7: ROME error injection, layer vs tracing", "", *table7(models, paper), ""]
     return "\n".join(lines)
 

@@ -34,9 +34,9 @@ import yaml
 
 from locedit.analysis.plots import plot_strength_sweep
 from locedit.analysis.regressions import CEILING, EFFECT, FLOOR, MAX_SPREAD, regressions_with_verdicts, verdict_counts
-from locedit.plan import METHOD_LABELS, PROBLEM_LABELS
 from locedit.config import load_config
 from locedit.editing.hparams import hparams_for
+from locedit.plan import METHOD_LABELS, PROBLEM_LABELS
 
 
 def run_name(config: dict, scale: float) -> str:
@@ -102,7 +102,8 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
 
 
 def _score(x: float) -> str:
-    return f"{x:.2f}".replace("0.", ".", 1)
+    """A score in [0, 1] to two places without the leading zero (``.45``, ``1.00``)."""
+    return f"{x:.2f}".removeprefix("0")
 
 
 def strength_markdown(table: pd.DataFrame, by_layer: pd.DataFrame, hparam: str, source: str) -> str:

@@ -19,7 +19,7 @@ with job(snakemake):
     scores = pd.read_parquet(snakemake.input.scores)
     tables = {loc: pd.read_parquet(p) for loc, p in zip(params.localizations, snakemake.input.effects)}
     compared, agreed, section = localization_tables(scores, tables, model, params.effect, params.bootstrap)
-    section = section + provenance.describe([provenance.read(snakemake.input.scores)])
+    section = section + provenance.markdown([provenance.read(snakemake.input.scores)])
     committed = snakemake.input.get("committed", [])  # [] or [docs/results/<model>/r2.csv]
     committed = [committed] if isinstance(committed, str) else list(committed)
     info = {"run": params.run, "model": model, "window": params.effect_window,
