@@ -39,6 +39,10 @@ from locedit.editing.hparams import hparams_for
 from locedit.plan import METHOD_LABELS, PROBLEM_LABELS
 
 
+COLUMNS = ["scale", "method", "problem", "n_cases", "layer_mean_min", "layer_mean_max", "ceiling_share",
+           "floor_share", "r2_layer", "r2_trace", "r2_added", "r2_layer_lo", "r2_added_hi", "verdict"]  # + the hparam
+
+
 def run_name(config: dict, scale: float) -> str:
     return f"{config['run']}-x{scale:g}"
 
@@ -94,9 +98,7 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
         spread = means.groupby(["method", "problem"]).mean_rewrite.agg(layer_mean_min="min", layer_mean_max="max")
         rows.append(r2.merge(spread.reset_index(), on=["method", "problem"]).assign(scale=scale))
         layers.append(means.assign(scale=scale))
-    columns = ["scale", "method", "problem", sweep["hparam"], "n_cases", "layer_mean_min", "layer_mean_max",
-               "ceiling_share", "floor_share", "r2_layer", "r2_trace", "r2_added", "r2_layer_lo", "r2_added_hi",
-               "verdict"]
+    columns = COLUMNS[:3] + [sweep["hparam"]] + COLUMNS[3:]
     table = pd.concat(rows, ignore_index=True)
     return table.reindex(columns=[c for c in columns if c in table]), pd.concat(layers, ignore_index=True)
 
