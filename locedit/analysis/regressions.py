@@ -270,6 +270,16 @@ def regressions_with_verdicts(scores: pd.DataFrame, model: str, effect: str = EF
     return r2
 
 
+def verdict_order(found) -> list[str]:
+    """The verdicts ``found`` in :data:`VERDICTS` order, then any other sorted (columns and counts).
+
+        >>> verdict_order({"no verdict", "holds", "at ceiling"})
+        ['holds', 'at ceiling', 'no verdict']
+    """
+    found = set(found)
+    return [v for v in VERDICTS if v in found] + sorted(found - set(VERDICTS))
+
+
 def verdict_counts(rows: pd.DataFrame) -> str:
     """The verdicts of ``rows`` (a ``verdict`` column) counted, in :data:`VERDICTS` order then any
     other ("" and missing read "no verdict").
@@ -278,5 +288,5 @@ def verdict_counts(rows: pd.DataFrame) -> str:
         'holds 2, undetermined 1, at ceiling 1, no verdict 1'
     """
     found = rows.verdict.fillna("").replace("", "no verdict").value_counts()
-    order = [v for v in VERDICTS if v in found] + sorted(set(found.index) - set(VERDICTS))
+    order = verdict_order(found.index)
     return ", ".join(f"{name} {int(found[name])}" for name in order)

@@ -30,7 +30,6 @@ COMMITTED_RESULTS = REPOSITORY / "docs" / "results"  # one folder per model (pyt
 DECIDED = ("holds", "undetermined", "reversed")  # the verdicts proper; the other labels decide nothing
 
 
-
 def paper_tables() -> pd.DataFrame:
     """The paper's regression cells (Tables 1, 3, 6), one row per table × method × problem × metric."""
     with resources.files("locedit.bundled").joinpath("paper_r2.csv").open() as f:

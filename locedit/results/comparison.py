@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from locedit.analysis.localizations import peak_layers
-from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, VERDICTS, verdict_counts
+from locedit.analysis.regressions import CEILING, FLOOR, MAX_SPREAD, verdict_counts, verdict_order
 from locedit.analysis.summary import _lookup, _num, _pvalue, fit_errors, paper_tables
 from locedit.localization import PAPER, Localization
 from locedit.plan import EDIT_SITES, METHOD_LABELS, PROBLEM_LABELS, PROBLEMS
@@ -188,7 +188,7 @@ def variant_table(models: list[ModelResults]) -> list[str]:
     """Verdict counts per model × localization × effect definition, and which conditions' verdicts
     differ from the main analysis's (``Problem Method: main → this``)."""
     found = set().union(*(set(m.variants.verdict.replace("", "no verdict")) for m in models))
-    shown = [v for v in VERDICTS if v in found] + sorted(found - set(VERDICTS))
+    shown = verdict_order(found)
     lines = ["| model | localization | effect | cases | " + " | ".join(shown) + " | verdicts that differ from the "
              "main analysis's |", "|---|---|---|---|" + "---|" * len(shown) + "---|"]
     for m in models:

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from locedit.analysis.localizations import with_effects
-from locedit.analysis.regressions import EFFECT, VERDICTS, regressions_with_verdicts
+from locedit.analysis.regressions import EFFECT, regressions_with_verdicts, verdict_order
 from locedit.results.build import load_groups
 
 HIGH = "max_fraction_restored_high"
@@ -73,8 +73,7 @@ def counts(table: pd.DataFrame) -> pd.DataFrame:
     """Verdict counts per variant, one row each (columns in :data:`locedit.analysis.regressions.VERDICTS` order,
     then any other)."""
     found = table.groupby("variant", sort=False).verdict.value_counts().unstack(fill_value=0)
-    order = [v for v in VERDICTS if v in found] + sorted(set(found) - set(VERDICTS))
-    return found[order]
+    return found[verdict_order(found)]
 
 
 def main(argv: list[str] | None = None) -> None:
