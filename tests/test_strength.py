@@ -66,15 +66,29 @@ def test_collect_labels_the_scale_at_ceiling_and_gives_the_others_their_verdict(
     fake_run(tmp_path, "toy-x3", level=0.985, spread=0.01)   # every layer mean ≥ .98, spread .01
     table, by_layer = collect(config, tmp_path)
     table = table.set_index("scale")
-    assert table.norm_constraint.tolist() == pytest.approx([1e-4, 1e-3, 3e-3])
+    assert table.value.tolist() == pytest.approx([1e-4, 1e-3, 3e-3]) and set(table.hparam) == {"norm_constraint"}
     assert table.loc[3, "verdict"] == "at ceiling" and table.loc[3, "ceiling_share"] > 0.9
     assert table.loc[0.1, "verdict"] == "holds" and table.loc[1, "verdict"] == "holds"
     assert table.loc[3, "layer_mean_min"] >= 0.98 and table.loc[0.1, "layer_mean_max"] == pytest.approx(0.7, abs=0.01)
     assert len(by_layer) == 9 and set(by_layer.columns) >= {"scale", "method", "problem", "layer", "mean_rewrite"}
-    figure = plot_strength_sweep(by_layer, tmp_path / "strength.png", "norm_constraint")
+    figure = plot_strength_sweep(by_layer, tmp_path / "strength.png", "norm_constraint", table.reset_index())
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileNotFoundError, match="toy-x9/scores.parquet is missing: run scale 9 first"):
         collect({**config, "sweep": {**config["sweep"], "scales": [9]}}, tmp_path)
+
+
+def test_collect_reads_each_run_at_the_configs_layers(tmp_path):
+    """A run edited at more layers than the config names is read at the config's; one missing a
+    configured layer is an error naming the layer."""
+    config = {"run": "toy", "model": {"name": "toy"}, "analysis": {"bootstrap": 200},
+              "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [1]},
+              "editing": {"problems": ["error_injection"], "hparams": {"ft1": {"norm_constraint": 1e-3}},
+                          "layers": [0, 4]}}
+    fake_run(tmp_path, "toy-x1", level=0.2, spread=0.5)  # layers 0, 4, 8
+    table, by_layer = collect(config, tmp_path)
+    assert sorted(by_layer.layer) == [0, 4] and table.layer_mean_max.iloc[0] == pytest.approx(0.45, abs=0.01)
+    with pytest.raises(ValueError, match=r"no edits at layer\(s\) \[12\] of editing.layers \[0, 4, 12\]"):
+        collect({**config, "editing": {**config["editing"], "layers": [0, 4, 12]}}, tmp_path)
 
 
 def test_markdown_reads_the_sweep_by_scale(tmp_path):
@@ -83,7 +97,7 @@ def test_markdown_reads_the_sweep_by_scale(tmp_path):
               "editing": {"problems": ["error_injection"], "hparams": {"ft1": {"norm_constraint": 1e-3}}}}
     fake_run(tmp_path, "toy-x0.1", level=0.2, spread=0.5)
     fake_run(tmp_path, "toy-x3", level=0.985, spread=0.01)
-    lines = strength_markdown(*collect(config, tmp_path), "norm_constraint", "toy.yaml").splitlines()
+    lines = strength_markdown(*collect(config, tmp_path), "toy.yaml").splitlines()
     assert lines[0] == "# Edit strength: norm_constraint × 0.1, 3"
     assert "| × 0.1 | holds 1 | FT-1 .45 |" in lines  # layer 4 of 0, 4, 8: .2 + .5 · 4/8
     assert "| × 3 | at ceiling 1 | FT-1 .99 |" in lines
@@ -94,5 +108,5 @@ def test_markdown_reads_the_sweep_by_scale(tmp_path):
 def test_committed_strength_page_rebuilds_from_its_tables(folder):
     table, by_layer = pd.read_csv(folder / "strength.csv"), pd.read_csv(folder / "strength_by_layer.csv")
     source = f"configs/{folder.name}.yaml"
-    hparam = load_config(REPO / source)["sweep"]["hparam"]
-    assert strength_markdown(table, by_layer, hparam, source) == (folder / "strength.md").read_text()
+    assert strength_markdown(table, by_layer, source) == (folder / "strength.md").read_text()
+    assert set(table.hparam) == {load_config(REPO / source)["sweep"]["hparam"]}

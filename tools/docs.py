@@ -29,7 +29,6 @@ from locedit.analysis.regressions import VERDICTS, verdict_counts  # noqa: E402
 from locedit.config import load_config  # noqa: E402
 from locedit.plan import METHOD_LABELS, Plan  # noqa: E402
 from locedit.results.comparison import PROJECT_EFFECT, verdict_variants  # noqa: E402
-from locedit.results.strength import COLUMNS as STRENGTH_COLUMNS  # noqa: E402
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docs" / "results" / "README.md"]
 RESULTS = REPO / "docs" / "results"
@@ -118,7 +117,7 @@ def _strength() -> str:
     for folder in sorted(RESULTS.glob("strength-*")):
         table = pd.read_csv(folder / "strength.csv")
         methods = ", ".join(METHOD_LABELS[m] for m in METHOD_LABELS if m in set(table.method))
-        hparam = [c for c in table.columns if c not in STRENGTH_COLUMNS][0]
+        hparam = table.hparam.iloc[0]
         scales = "; ".join(f"× {scale:g}: {verdict_counts(rows)}" for scale, rows in table.groupby("scale"))
         parts.append(f"\n\nEdit strength ({methods}; {hparam} × the tuned value, {int(table.n_cases.max())} cases): "
                      f"{scales} ([{folder.name}](docs/results/{folder.name}/strength.md)).")

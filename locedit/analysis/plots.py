@@ -171,16 +171,19 @@ def plot_scores_by_layer(scores: pd.DataFrame, metric: str, path: str | Path) ->
     return _save(fig, path, tight=False)
 
 
-def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str) -> Path:
+def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str,
+                        verdicts: pd.DataFrame | None = None) -> Path:
     """Mean rewrite score by edit layer under each scale of a swept hyperparameter (columns scale,
     method, problem, layer, mean_rewrite; :mod:`locedit.results.strength`): a row of panels per method, a
-    panel per problem, a line per scale; dashed lines at the ceiling and floor bounds."""
+    panel per problem, a line per scale; dashed lines at the ceiling and floor bounds. With ``verdicts``
+    (scale, method, problem, verdict: the sweep's table) each panel lists its verdict per scale in the
+    scale's colour."""
     methods = [m for m in METHOD_LABELS if m in set(by_layer.method)]
     problems = [p for p in PROBLEM_LABELS if p in set(by_layer.problem)]
     scales = sorted(by_layer.scale.unique())
     fig, axes = plt.subplots(len(methods), len(problems), figsize=(2.6 * len(problems) + 1.2, 2.6 * len(methods)),
                              dpi=120, sharex=True, sharey=True, squeeze=False)
-    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(scales)))
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.8, len(scales)))  # the last still legible as text
     for row, method in zip(axes, methods):
         for ax, problem in zip(row, problems):
             for scale, color in zip(scales, colors):
@@ -188,6 +191,12 @@ def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str) -
                 ax.plot(line.layer, line.mean_rewrite, marker="o", ms=3, color=color, label=f"{hparam} × {scale:g}")
             for bound in (CEILING, FLOOR):
                 ax.axhline(bound, color="grey", lw=0.6, ls="--")
+            if verdicts is not None:
+                for rank, (scale, color) in enumerate(zip(scales, colors)):
+                    hit = verdicts[(verdicts.method == method) & (verdicts.problem == problem) & (verdicts.scale == scale)]
+                    verdict = hit.verdict.iloc[0] if not hit.empty and isinstance(hit.verdict.iloc[0], str) else "no verdict"
+                    ax.text(0.97, 0.06 + 0.09 * (len(scales) - 1 - rank), f"× {scale:g}: {verdict}", color=color,
+                            fontsize=6.5, ha="right", transform=ax.transAxes)
             ax.set_title(f"{METHOD_LABELS[method]}, {PROBLEM_LABELS[problem]}", fontsize=8)
             ax.set_ylim(-0.03, 1.03)
         row[0].set_ylabel("mean rewrite score", fontsize=8)

@@ -12,10 +12,11 @@ The config's ``sweep`` section (``hparam``, ``methods``, ``scales``) defines the
 scale ``s`` is ``{run}-x{s}``: the config with ``hparam`` of each swept method multiplied by ``s``
 in every problem, from the values the config and the model's tuning file give per problem (so
 their per-problem differences stay). The workflow needs nothing new: each scale is an ordinary run
-of its own results folder; ``collect`` reads their ``scores.parquet`` and writes ``strength.csv`` (one
-row per scale × method × problem), ``strength_by_layer.csv`` (mean rewrite score per layer),
-``strength.png`` and ``strength.md`` (the table read by scale; :func:`strength_markdown`, rebuilt
-from the two tables alone).
+of its own results folder; ``collect`` reads their ``scores.parquet`` at the config's edit layers and
+writes ``strength.csv`` (one row per scale × method × problem: ``hparam`` names the swept
+hyperparameter, ``value`` its scaled value), ``strength_by_layer.csv`` (mean rewrite score per
+layer), ``strength.png`` (rewrite by layer per scale, each panel naming its verdict per scale) and
+``strength.md`` (the table read by scale; :func:`strength_markdown`, rebuilt from the two tables alone).
 
     >>> cfg = {"run": "s", "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [0.5]},
     ...        "editing": {"problems": ["fact_erasure"], "hparams": {"ft1": {"norm_constraint": 1e-4}}}}
@@ -36,11 +37,11 @@ from locedit.analysis.plots import plot_strength_sweep
 from locedit.analysis.regressions import CEILING, EFFECT, FLOOR, MAX_SPREAD, regressions_with_verdicts, verdict_counts
 from locedit.config import load_config
 from locedit.editing.hparams import hparams_for
-from locedit.plan import METHOD_LABELS, PROBLEM_LABELS
+from locedit.plan import METHOD_LABELS, PROBLEM_LABELS, central_layers, planned_num_layers
 
 
-COLUMNS = ["scale", "method", "problem", "n_cases", "layer_mean_min", "layer_mean_max", "ceiling_share",
-           "floor_share", "r2_layer", "r2_trace", "r2_added", "r2_layer_lo", "r2_added_hi", "verdict"]  # + the hparam
+COLUMNS = ["scale", "method", "problem", "hparam", "value", "n_cases", "layer_mean_min", "layer_mean_max",
+           "ceiling_share", "floor_share", "r2_layer", "r2_trace", "r2_added", "r2_layer_lo", "r2_added_hi", "verdict"]
 
 
 def run_name(config: dict, scale: float) -> str:
@@ -83,6 +84,7 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
     sweep = config["sweep"]
     analysis = config.get("analysis") or {}
     effect, n_boot = analysis.get("effect") or EFFECT, analysis.get("bootstrap", 1000)
+    wanted = edit_layers(config)
     rows, layers = [], []
     for scale in sweep["scales"]:
         path = results / run_name(config, scale) / "scores.parquet"
@@ -91,16 +93,37 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
                                     "overlays …, then the snakemake command it prints)")
         scores = pd.read_parquet(path)
         scores = scores[scores.method.isin(sweep["methods"])]
+        if wanted is not None:
+            missing = sorted(set(wanted) - set(scores.layer))
+            if missing:
+                raise ValueError(f"{path} has no edits at layer(s) {missing} of editing.layers {wanted}: rerun scale "
+                                 f"{scale:g} with this config")
+            scores = scores[scores.layer.isin(wanted)]  # a run with more layers is read at the config's
         r2 = regressions_with_verdicts(scores, config["model"]["name"], effect, n_boot, metrics=("rewrite",))
         scaled = overlay(config, scale)["editing"]["overrides"]
-        r2[sweep["hparam"]] = [scaled[m][p][sweep["hparam"]] for m, p in zip(r2.method, r2.problem)]
+        r2["hparam"] = sweep["hparam"]
+        r2["value"] = [scaled[m][p][sweep["hparam"]] for m, p in zip(r2.method, r2.problem)]
         means = scores.groupby(["method", "problem", "layer"]).rewrite_score.mean().rename("mean_rewrite").reset_index()
         spread = means.groupby(["method", "problem"]).mean_rewrite.agg(layer_mean_min="min", layer_mean_max="max")
         rows.append(r2.merge(spread.reset_index(), on=["method", "problem"]).assign(scale=scale))
         layers.append(means.assign(scale=scale))
-    columns = COLUMNS[:3] + [sweep["hparam"]] + COLUMNS[3:]
     table = pd.concat(rows, ignore_index=True)
-    return table.reindex(columns=[c for c in columns if c in table]), pd.concat(layers, ignore_index=True)
+    return table.reindex(columns=[c for c in COLUMNS if c in table]), pd.concat(layers, ignore_index=True)
+
+
+def edit_layers(config: dict) -> list[int] | None:
+    """The central layers the config edits (None when it names none): a sweep is read at these, so a
+    run edited at more layers adds nothing to the table.
+
+        >>> edit_layers({"model": {"name": "m"}, "editing": {"layers": [9, 0, 3]}})
+        [0, 3, 9]
+    """
+    spec = config["editing"].get("layers")
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        return sorted(int(layer) for layer in spec)
+    return central_layers(spec, planned_num_layers(config["model"]))
 
 
 def _score(x: float) -> str:
@@ -108,18 +131,20 @@ def _score(x: float) -> str:
     return f"{x:.2f}".removeprefix("0")
 
 
-def strength_markdown(table: pd.DataFrame, by_layer: pd.DataFrame, hparam: str, source: str) -> str:
+def strength_markdown(table: pd.DataFrame, by_layer: pd.DataFrame, source: str) -> str:
     """The sweep read by scale, from :func:`collect`'s two tables: per scale the verdict counts and
     the mean rewrite score at the median edited layer; per method × problem and scale the scaled
     value, the range of the layer means and the verdict (or ceiling / floor label).
 
-        >>> t = pd.DataFrame({"scale": [1.0], "method": ["ft1"], "problem": ["error_injection"], "norm_constraint": [1e-3],
+        >>> t = pd.DataFrame({"scale": [1.0], "method": ["ft1"], "problem": ["error_injection"],
+        ...                   "hparam": ["norm_constraint"], "value": [1e-3],
         ...                   "n_cases": [20], "layer_mean_min": [.99], "layer_mean_max": [1.0], "verdict": ["at ceiling"]})
         >>> by_layer = pd.DataFrame({"scale": 1.0, "method": "ft1", "problem": "error_injection", "layer": [0, 9, 17],
         ...                          "mean_rewrite": [.99, .995, 1.0]})
-        >>> print(strength_markdown(t, by_layer, "norm_constraint", "configs/x.yaml").splitlines()[-1])
+        >>> print(strength_markdown(t, by_layer, "configs/x.yaml").splitlines()[-1])
         | FT-1 | Error Injection | 0.001: .99–1.00, **at ceiling** |
     """
+    hparam = table.hparam.iloc[0]
     scales = sorted(table.scale.unique())
     layers = sorted(by_layer.layer.unique())
     median = layers[(len(layers) - 1) // 2]
@@ -147,18 +172,18 @@ def strength_markdown(table: pd.DataFrame, by_layer: pd.DataFrame, hparam: str, 
                 hit = table[(table.method == method) & (table.problem == problem) & (table.scale == scale)]
                 row = hit.iloc[0] if not hit.empty else None
                 cells.append("–" if row is None else
-                             f"{row[hparam]:g}: {_score(row.layer_mean_min)}–{_score(row.layer_mean_max)}, "
+                             f"{row.value:g}: {_score(row.layer_mean_min)}–{_score(row.layer_mean_max)}, "
                              f"**{row.verdict if isinstance(row.verdict, str) and row.verdict else 'no verdict'}**")
             lines.append(f"| {METHOD_LABELS[method]} | {PROBLEM_LABELS[problem]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def render(folder: Path, hparam: str, source: str) -> Path:
+def render(folder: Path, source: str) -> Path:
     """Write ``strength.md`` in ``folder`` from its ``strength.csv`` and ``strength_by_layer.csv``."""
     table = pd.read_csv(folder / "strength.csv")
     by_layer = pd.read_csv(folder / "strength_by_layer.csv")
     path = folder / "strength.md"
-    path.write_text(strength_markdown(table, by_layer, hparam, source))
+    path.write_text(strength_markdown(table, by_layer, source))
     return path
 
 
@@ -181,16 +206,15 @@ def main(argv: list[str] | None = None) -> None:
         write_overlays(args.config, args.out)
         return
     if args.command == "render":
-        hparam = load_config(args.config)["sweep"]["hparam"]
-        print(f"wrote {render(args.folder, hparam, str(args.config))}")
+        print(f"wrote {render(args.folder, str(args.config))}")
         return
     config = load_config(args.config)
     table, by_layer = collect(config, args.results)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "strength.csv", index=False, float_format="%.6g")
     by_layer.to_csv(args.out / "strength_by_layer.csv", index=False, float_format="%.6g")
-    plot_strength_sweep(by_layer, args.out / "strength.png", config["sweep"]["hparam"])
-    render(args.out, config["sweep"]["hparam"], str(args.config))
+    plot_strength_sweep(by_layer, args.out / "strength.png", config["sweep"]["hparam"], table)
+    render(args.out, str(args.config))
     for scale, rows in table.groupby("scale"):
         print(f"× {scale:g}: {verdict_counts(rows)}")
     print(f"wrote {args.out / 'strength.csv'}, strength_by_layer.csv, strength.png and strength.md")
