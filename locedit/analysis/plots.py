@@ -191,12 +191,15 @@ def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str,
                 ax.plot(line.layer, line.mean_rewrite, marker="o", ms=3, color=color, label=f"{hparam} × {scale:g}")
             for bound in (CEILING, FLOOR):
                 ax.axhline(bound, color="grey", lw=0.6, ls="--")
-            if verdicts is not None:
+            if verdicts is not None:  # at the top of a panel whose lines lie low, else at its bottom
+                panel = by_layer[(by_layer.method == method) & (by_layer.problem == problem)]
+                top = panel.mean_rewrite.mean() < 0.5
                 for rank, (scale, color) in enumerate(zip(scales, colors)):
                     hit = verdicts[(verdicts.method == method) & (verdicts.problem == problem) & (verdicts.scale == scale)]
                     verdict = hit.verdict.iloc[0] if not hit.empty and isinstance(hit.verdict.iloc[0], str) else "no verdict"
-                    ax.text(0.97, 0.06 + 0.09 * (len(scales) - 1 - rank), f"× {scale:g}: {verdict}", color=color,
-                            fontsize=6.5, ha="right", transform=ax.transAxes)
+                    y = 0.92 - 0.09 * rank if top else 0.06 + 0.09 * (len(scales) - 1 - rank)
+                    ax.text(0.97, y, f"× {scale:g}: {verdict}", color=color, fontsize=6.5, ha="right",
+                            transform=ax.transAxes)
             ax.set_title(f"{METHOD_LABELS[method]}, {PROBLEM_LABELS[problem]}", fontsize=8)
             ax.set_ylim(-0.03, 1.03)
         row[0].set_ylabel("mean rewrite score", fontsize=8)
