@@ -2,11 +2,13 @@
 every problem, and the collected table labelling a condition at ceiling instead of giving it a
 verdict (synthetic runs whose answer is known)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from locedit.analysis.plots import plot_strength_sweep
 from locedit.config import load_config
@@ -55,6 +57,8 @@ def fake_run(results: Path, run: str, level: float, spread: float) -> None:
     rows["max_fraction_restored"] = rng.uniform(size=len(rows))
     (results / run).mkdir(parents=True)
     rows.assign(method="ft1", problem="error_injection").to_parquet(results / run / "scores.parquet")
+    (results / run / "benchmarks").mkdir()
+    (results / run / "benchmarks" / "edit_ft1_error_injection_shard0.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
 
 
 def test_collect_labels_the_scale_at_ceiling_and_gives_the_others_their_verdict(tmp_path):
@@ -104,9 +108,41 @@ def test_markdown_reads_the_sweep_by_scale(tmp_path):
     assert lines[-1] == "| FT-1 | Error Injection | 0.0001: .20–.70, **holds** | 0.003: .98–1.00, **at ceiling** |"
 
 
+def test_collect_keeps_the_runs_and_rebuilds_from_them(tmp_path, monkeypatch):
+    """``collect`` keeps each run's scores and job seconds under runs/; collecting from runs/ gives
+    the same tables again (the bootstrap is seeded per condition) and copies nothing onto itself."""
+    monkeypatch.chdir(tmp_path)
+    config = {"run": "toy", "analysis": {"bootstrap": 200},
+              "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [0.1, 3]},
+              "editing": {"problems": ["error_injection"], "layers": [0, 4, 8],
+                          "hparams": {"ft1": {"norm_constraint": 1e-3}}}}
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(config))
+    fake_run(tmp_path / "results", "toy-x0.1", level=0.2, spread=0.5)
+    fake_run(tmp_path / "results", "toy-x3", level=0.985, spread=0.01)
+    main(["collect", "toy.yaml", "--results", "results", "--out", "page"])
+    info = json.loads((tmp_path / "page" / "runs" / "toy-x3" / "run.json").read_text())
+    assert info["values"]["ft1"]["error_injection"] == pytest.approx(3 * load_config("toy.yaml")["editing"]["hparams"]
+                                                                    ["ft1"]["norm_constraint"])
+    assert info["job_s"] == {"edit_ft1_error_injection_shard0": 12.5}
+    first = (tmp_path / "page" / "strength.csv").read_text()
+    assert len(pd.read_csv(tmp_path / "page" / "strength.csv")) == 2
+    main(["collect", "toy.yaml", "--results", "page/runs", "--out", "page"])
+    assert (tmp_path / "page" / "strength.csv").read_text() == first
+    assert json.loads((tmp_path / "page" / "runs" / "toy-x3" / "run.json").read_text()) == info
+
+
 @pytest.mark.parametrize("folder", sorted((REPO / "docs" / "results").glob("strength-*")), ids=lambda p: p.name)
 def test_committed_strength_page_rebuilds_from_its_tables(folder):
     table, by_layer = pd.read_csv(folder / "strength.csv"), pd.read_csv(folder / "strength_by_layer.csv")
     source = f"configs/{folder.name}.yaml"
     assert strength_markdown(table, by_layer, source) == (folder / "strength.md").read_text()
     assert set(table.hparam) == {load_config(REPO / source)["sweep"]["hparam"]}
+
+
+@pytest.mark.parametrize("folder", sorted((REPO / "docs" / "results").glob("strength-*")), ids=lambda p: p.name)
+def test_committed_strength_tables_rebuild_from_the_kept_runs(folder):
+    """strength.csv and strength_by_layer.csv are what ``collect`` gives from the kept runs/ (the
+    page's scores, with its config)."""
+    table, by_layer = collect(load_config(REPO / "configs" / f"{folder.name}.yaml"), folder / "runs")
+    pd.testing.assert_frame_equal(table, pd.read_csv(folder / "strength.csv"), check_dtype=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(by_layer, pd.read_csv(folder / "strength_by_layer.csv"), check_dtype=False, rtol=1e-5)

@@ -7,6 +7,8 @@ floor or given its bootstrap verdict (:func:`locedit.analysis.regressions.interv
     #   snakemake --cores 2 --configfile configs/strength-gemma.yaml results/strength-gemma-overlays/x0.3.yaml
     python -m locedit.results.strength collect configs/strength-gemma.yaml --out docs/results/strength-gemma
     python -m locedit.results.strength render configs/strength-gemma.yaml docs/results/strength-gemma  # .md again, from the tables
+    python -m locedit.results.strength collect configs/strength-gemma.yaml \
+        --results docs/results/strength-gemma/runs --out docs/results/strength-gemma   # all again, from the kept scores
 
 The config's ``sweep`` section (``hparam``, ``methods``, ``scales``) defines the sweep. The run of
 scale ``s`` is ``{run}-x{s}``: the config with ``hparam`` of each swept method multiplied by ``s``
@@ -16,7 +18,9 @@ of its own results folder; ``collect`` reads their ``scores.parquet`` at the con
 writes ``strength.csv`` (one row per scale × method × problem: ``hparam`` names the swept
 hyperparameter, ``value`` its scaled value), ``strength_by_layer.csv`` (mean rewrite score per
 layer), ``strength.png`` (rewrite by layer per scale, each panel naming its verdict per scale) and
-``strength.md`` (the table read by scale; :func:`strength_markdown`, rebuilt from the two tables alone).
+``strength.md`` (the table read by scale; :func:`strength_markdown`, rebuilt from the two tables alone),
+and keeps each run's ``scores.parquet`` (its provenance inside) with a ``run.json`` of its scaled
+values and job seconds under ``runs/<run>/`` (:func:`keep_runs`), from which ``collect`` rebuilds it all.
 
     >>> cfg = {"run": "s", "sweep": {"hparam": "norm_constraint", "methods": ["ft1"], "scales": [0.5]},
     ...        "editing": {"problems": ["fact_erasure"], "hparams": {"ft1": {"norm_constraint": 1e-4}}}}
@@ -27,6 +31,8 @@ layer), ``strength.png`` (rewrite by layer per scale, each panel naming its verd
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,6 +115,30 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
         layers.append(means.assign(scale=scale))
     table = pd.concat(rows, ignore_index=True)
     return table.reindex(columns=[c for c in COLUMNS if c in table]), pd.concat(layers, ignore_index=True)
+
+
+def keep_runs(config: dict, results: Path, out: Path) -> list[Path]:
+    """Copy each scale's ``scores.parquet`` to ``out/runs/<run>/`` beside a ``run.json``: the run, its
+    scale, the scaled value per method × problem and the seconds of each job that left a benchmark
+    file (its tracing's are missing where the trace was copied from another scale's run: the same
+    cases, noise and seeds give the same table). Nothing is copied when ``results`` is ``out/runs``."""
+    kept = []
+    sweep = config["sweep"]
+    for scale in sweep["scales"]:
+        run = results / run_name(config, scale)
+        target = out / "runs" / run.name
+        if run.resolve() != target.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run / "scores.parquet", target / "scores.parquet")
+            jobs = {tsv.stem: round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
+                    for tsv in sorted((run / "benchmarks").glob("*.tsv"))}
+            info = {"run": run.name, "scale": scale, "hparam": sweep["hparam"],
+                    "values": {m: {p: v[sweep["hparam"]] for p, v in problems.items()}
+                               for m, problems in overlay(config, scale)["editing"]["overrides"].items()},
+                    "job_s": jobs, "job_s_total": round(sum(jobs.values()), 1)}
+            (target / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+        kept.append(target)
+    return kept
 
 
 def edit_layers(config: dict) -> list[int] | None:
@@ -197,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     gather = commands.add_parser("collect", help="one table and figure from the finished runs")
     gather.add_argument("config", type=Path)
     gather.add_argument("--results", type=Path, default=Path("results"), help="where the runs' folders are")
-    gather.add_argument("--out", type=Path, required=True, help="folder for strength.csv and strength.png")
+    gather.add_argument("--out", type=Path, required=True,
+                        help="folder for strength.csv, strength.png, strength.md and runs/ (the runs' scores)")
     again = commands.add_parser("render", help="strength.md again from a collected folder's tables")
     again.add_argument("config", type=Path)
     again.add_argument("folder", type=Path)
@@ -211,13 +242,14 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     table, by_layer = collect(config, args.results)
     args.out.mkdir(parents=True, exist_ok=True)
+    keep_runs(config, args.results, args.out)
     table.to_csv(args.out / "strength.csv", index=False, float_format="%.6g")
     by_layer.to_csv(args.out / "strength_by_layer.csv", index=False, float_format="%.6g")
     plot_strength_sweep(by_layer, args.out / "strength.png", config["sweep"]["hparam"], table)
     render(args.out, str(args.config))
     for scale, rows in table.groupby("scale"):
         print(f"× {scale:g}: {verdict_counts(rows)}")
-    print(f"wrote {args.out / 'strength.csv'}, strength_by_layer.csv, strength.png and strength.md")
+    print(f"wrote {args.out / 'strength.csv'}, strength_by_layer.csv, strength.png, strength.md and runs/")
 
 
 if __name__ == "__main__":
