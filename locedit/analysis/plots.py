@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from locedit.analysis.regressions import CEILING, FLOOR  # noqa: E402
+from locedit.analysis.regressions import CEILING, FLOOR, verdict_label  # noqa: E402
 from locedit.plan import EDIT_SITES, METHOD_LABELS, PROBLEM_LABELS  # noqa: E402
 
 KIND_LABELS = {"hidden": "hidden state", "mlp": "MLP output", "attn": "attention output"}
@@ -196,7 +196,7 @@ def plot_strength_sweep(by_layer: pd.DataFrame, path: str | Path, hparam: str,
                 top = panel.mean_rewrite.mean() < 0.5
                 for rank, (scale, color) in enumerate(zip(scales, colors)):
                     hit = verdicts[(verdicts.method == method) & (verdicts.problem == problem) & (verdicts.scale == scale)]
-                    verdict = hit.verdict.iloc[0] if not hit.empty and isinstance(hit.verdict.iloc[0], str) else "no verdict"
+                    verdict = verdict_label(hit.verdict.iloc[0] if not hit.empty else None)
                     y = 0.92 - 0.09 * rank if top else 0.06 + 0.09 * (len(scales) - 1 - rank)
                     ax.text(0.97, y, f"× {scale:g}: {verdict}", color=color, fontsize=6.5, ha="right",
                             transform=ax.transAxes)

@@ -280,6 +280,15 @@ def verdict_order(found) -> list[str]:
     return [v for v in VERDICTS if v in found] + sorted(found - set(VERDICTS))
 
 
+def verdict_label(verdict) -> str:
+    """A condition's verdict as shown: the label, or "no verdict" for "" or a missing value.
+
+        >>> verdict_label("holds"), verdict_label(""), verdict_label(float("nan"))
+        ('holds', 'no verdict', 'no verdict')
+    """
+    return verdict if isinstance(verdict, str) and verdict else "no verdict"
+
+
 def verdict_counts(rows: pd.DataFrame) -> str:
     """The verdicts of ``rows`` (a ``verdict`` column) counted, in :data:`VERDICTS` order then any
     other ("" and missing read "no verdict").

@@ -122,9 +122,7 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
     window = config["editing"]["effect_window"]
     for loc in others:
         shutil.copyfile(loc.table(str(run_dir), "mlp", window), group / f"tracing_{loc.id}_mlp_w{window}.parquet")
-    stages = {}
-    for tsv in sorted((run_dir / "benchmarks").glob("*.tsv")):
-        stages[tsv.stem] = round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
+    stages = job_seconds(run_dir)
     analysis = config.get("analysis") or {}
     commit = commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     info = {"run": run_dir.name, "commit": commit, "config_files": [str(p) for p in config_files],
@@ -136,6 +134,12 @@ def collect(run_dir: Path, folder: Path, config_files: list[Path], overrides: li
             "wall_s": wall_s, "job_s": stages, "job_s_total": round(sum(stages.values()), 1), "config": config}
     (group / "run.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return group
+
+
+def job_seconds(run_dir: Path) -> dict[str, float]:
+    """Seconds of each job of a run that left a Snakemake benchmark file (``benchmarks/<job>.tsv``)."""
+    return {tsv.stem: round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
+            for tsv in sorted((Path(run_dir) / "benchmarks").glob("*.tsv"))}
 
 
 def _merged(base: dict, over: dict) -> dict:

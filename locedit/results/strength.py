@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -40,10 +41,13 @@ import pandas as pd
 import yaml
 
 from locedit.analysis.plots import plot_strength_sweep
-from locedit.analysis.regressions import CEILING, EFFECT, FLOOR, MAX_SPREAD, regressions_with_verdicts, verdict_counts
+from locedit import provenance
+from locedit.analysis.regressions import (CEILING, EFFECT, FLOOR, MAX_SPREAD, regressions_with_verdicts, verdict_counts,
+                                          verdict_label)
 from locedit.config import load_config
 from locedit.editing.hparams import hparams_for
 from locedit.plan import METHOD_LABELS, PROBLEM_LABELS, central_layers, planned_num_layers
+from locedit.results.build import job_seconds
 
 
 COLUMNS = ["scale", "method", "problem", "hparam", "value", "n_cases", "layer_mean_min", "layer_mean_max",
@@ -86,29 +90,19 @@ def write_overlays(config_file: Path, out: Path) -> list[Path]:
 def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per scale × method × problem: the scaled value, the layer means' range, the shares
     of edits at ceiling / floor, R² and the verdict or label; the mean rewrite score per scale ×
-    method × problem × layer) of the sweep's finished runs under ``results``."""
+    method × problem × layer) of the sweep's finished runs under ``results``, each read at the
+    config's edit layers."""
     sweep = config["sweep"]
     analysis = config.get("analysis") or {}
     effect, n_boot = analysis.get("effect") or EFFECT, analysis.get("bootstrap", 1000)
-    wanted = edit_layers(config)
     rows, layers = [], []
     for scale in sweep["scales"]:
-        path = results / run_name(config, scale) / "scores.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run scale {scale:g} first (python -m locedit.results.strength "
-                                    "overlays …, then the snakemake command it prints)")
-        scores = pd.read_parquet(path)
-        scores = scores[scores.method.isin(sweep["methods"])]
-        if wanted is not None:
-            missing = sorted(set(wanted) - set(scores.layer))
-            if missing:
-                raise ValueError(f"{path} has no edits at layer(s) {missing} of editing.layers {wanted}: rerun scale "
-                                 f"{scale:g} with this config")
-            scores = scores[scores.layer.isin(wanted)]  # a run with more layers is read at the config's
+        path = _scores_path(config, scale, results)
+        scores = read_run(config, path)
+        values = used_values(config, scale, path)
         r2 = regressions_with_verdicts(scores, config["model"]["name"], effect, n_boot, metrics=("rewrite",))
-        scaled = overlay(config, scale)["editing"]["overrides"]
         r2["hparam"] = sweep["hparam"]
-        r2["value"] = [scaled[m][p][sweep["hparam"]] for m, p in zip(r2.method, r2.problem)]
+        r2["value"] = [values[m, p] for m, p in zip(r2.method, r2.problem)]
         means = scores.groupby(["method", "problem", "layer"]).rewrite_score.mean().rename("mean_rewrite").reset_index()
         spread = means.groupby(["method", "problem"]).mean_rewrite.agg(layer_mean_min="min", layer_mean_max="max")
         rows.append(r2.merge(spread.reset_index(), on=["method", "problem"]).assign(scale=scale))
@@ -117,43 +111,85 @@ def collect(config: dict, results: Path = Path("results")) -> tuple[pd.DataFrame
     return table.reindex(columns=[c for c in COLUMNS if c in table]), pd.concat(layers, ignore_index=True)
 
 
-def keep_runs(config: dict, results: Path, out: Path) -> list[Path]:
-    """Copy each scale's ``scores.parquet`` to ``out/runs/<run>/`` beside a ``run.json``: the run, its
-    scale, the scaled value per method × problem and the seconds of each job that left a benchmark
-    file (its tracing's are missing where the trace was copied from another scale's run: the same
-    cases, noise and seeds give the same table). Nothing is copied when ``results`` is ``out/runs``."""
-    kept = []
+def _scores_path(config: dict, scale: float, results: Path) -> Path:
+    path = results / run_name(config, scale) / "scores.parquet"
+    if not path.exists():
+        how = ("collect once from the results folder that holds the run (--results results) to keep it here"
+               if results.name == "runs" else
+               "run it first (python -m locedit.results.strength overlays …, then the snakemake command it prints)")
+        raise FileNotFoundError(f"{path} is missing (scale {scale:g}): {how}")
+    return path
+
+
+def edit_layers(config: dict) -> list[int]:
+    """The central layers the config edits (:func:`locedit.plan.central_layers`): a sweep is read at
+    these, so a run edited at more layers adds nothing to the table.
+
+        >>> edit_layers({"model": {"name": "m", "num_layers": 18}, "editing": {"layers": {"every": 8}}})
+        [0, 8, 16, 17]
+    """
+    return central_layers(config["editing"]["layers"], planned_num_layers(config["model"]))
+
+
+def read_run(config: dict, path: Path) -> pd.DataFrame:
+    """A run's scores of the swept methods × the config's problems at the config's edit layers; an
+    error names a condition the run lacks or a layer it was not edited at."""
+    methods, problems, layers = config["sweep"]["methods"], config["editing"]["problems"], edit_layers(config)
+    scores = pd.read_parquet(path)
+    scores = scores[scores.method.isin(methods) & scores.problem.isin(problems) & scores.layer.isin(layers)]
+    found = scores.groupby(["method", "problem"]).layer.agg(set)
+    for method in methods:
+        for problem in problems:
+            missing = sorted(set(layers) - found.get((method, problem), set()))
+            if missing:
+                raise ValueError(f"{path} has no {method} / {problem} edits at layer(s) {missing} of editing.layers "
+                                 f"{layers}: rerun that scale with this config")
+    return scores
+
+
+def used_values(config: dict, scale: float, path: Path) -> dict[tuple[str, str], float]:
+    """The swept hyperparameter's value per (method, problem) at ``scale``: the config's (tuned value
+    × scale), checked against the value the run's edit jobs recorded in the table's provenance (an
+    error names both when the config or its tuning file changed since the run)."""
+    hparam = config["sweep"]["hparam"]
+    scaled = overlay(config, scale)["editing"]["overrides"]
+    recorded = provenance.read(path).get("edits") or {}
+    values = {}
+    for method, problems in scaled.items():
+        for problem, setting in problems.items():
+            value, job = setting[hparam], recorded.get(f"{method}/{problem}")
+            used = hparams_for(job["editing"], method, problem).get(hparam) if job else value
+            if not math.isclose(used, value, rel_tol=1e-9):
+                raise ValueError(f"{path}: {method} / {problem} was edited with {hparam} {used:g}, but the config "
+                                 f"gives {value:g} at scale {scale:g}: rerun the scale, or collect with the config "
+                                 "(and tuning file) the run used")
+            values[method, problem] = value
+    return values
+
+
+def keep_runs(config: dict, results: Path, out: Path) -> None:
+    """Copy each scale's ``scores.parquet`` (its provenance inside) to ``out/runs/<run>/`` beside a
+    ``run.json``: the run, its scale, the swept value per method × problem, the layers it was edited
+    at, the commit(s) its edit jobs ran and the seconds of each job that left a benchmark file (a job
+    resumed from its checkpoints counts its last attempt). Nothing is copied when ``results`` is
+    ``out/runs``."""
     sweep = config["sweep"]
     for scale in sweep["scales"]:
-        run = results / run_name(config, scale)
-        target = out / "runs" / run.name
-        if run.resolve() != target.resolve():
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(run / "scores.parquet", target / "scores.parquet")
-            jobs = {tsv.stem: round(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]), 1)
-                    for tsv in sorted((run / "benchmarks").glob("*.tsv"))}
-            info = {"run": run.name, "scale": scale, "hparam": sweep["hparam"],
-                    "values": {m: {p: v[sweep["hparam"]] for p, v in problems.items()}
-                               for m, problems in overlay(config, scale)["editing"]["overrides"].items()},
-                    "job_s": jobs, "job_s_total": round(sum(jobs.values()), 1)}
-            (target / "run.json").write_text(json.dumps(info, indent=1) + "\n")
-        kept.append(target)
-    return kept
-
-
-def edit_layers(config: dict) -> list[int] | None:
-    """The central layers the config edits (None when it names none): a sweep is read at these, so a
-    run edited at more layers adds nothing to the table.
-
-        >>> edit_layers({"model": {"name": "m"}, "editing": {"layers": [9, 0, 3]}})
-        [0, 3, 9]
-    """
-    spec = config["editing"].get("layers")
-    if spec is None:
-        return None
-    if isinstance(spec, list):
-        return sorted(int(layer) for layer in spec)
-    return central_layers(spec, planned_num_layers(config["model"]))
+        path = _scores_path(config, scale, results)
+        target = out / "runs" / path.parent.name
+        if path.parent.resolve() == target.resolve():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target / "scores.parquet")
+        edits = provenance.read(path).get("edits") or {}
+        jobs = job_seconds(path.parent)
+        info = {"run": path.parent.name, "scale": scale, "hparam": sweep["hparam"],
+                "values": {f"{m}/{p}": v for (m, p), v in used_values(config, scale, path).items()},
+                "layers_edited": sorted(int(x) for x in pd.read_parquet(path, columns=["layer"]).layer.unique()),
+                "commits": sorted({f"{e['code']['commit']}{' (dirty)' if e['code'].get('dirty') else ''}"
+                                   for e in edits.values() if (e.get("code") or {}).get("commit")}),
+                "job_s": jobs, "job_s_total": round(sum(jobs.values()), 1)}
+        (target / "run.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
 def _score(x: float) -> str:
@@ -203,7 +239,7 @@ def strength_markdown(table: pd.DataFrame, by_layer: pd.DataFrame, source: str) 
                 row = hit.iloc[0] if not hit.empty else None
                 cells.append("–" if row is None else
                              f"{row.value:g}: {_score(row.layer_mean_min)}–{_score(row.layer_mean_max)}, "
-                             f"**{row.verdict if isinstance(row.verdict, str) and row.verdict else 'no verdict'}**")
+                             f"**{verdict_label(row.verdict)}**")
             lines.append(f"| {METHOD_LABELS[method]} | {PROBLEM_LABELS[problem]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -230,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     gather.add_argument("--out", type=Path, required=True,
                         help="folder for strength.csv, strength.png, strength.md and runs/ (the runs' scores)")
     again = commands.add_parser("render", help="strength.md again from a collected folder's tables")
-    again.add_argument("config", type=Path)
+    again.add_argument("config", type=Path, help="the sweep's config (named on the page as its source)")
     again.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "overlays":
